@@ -1,0 +1,1050 @@
+/* asyncrr--0.1.sql: durable request-reply for PostgreSQL */
+
+\echo Use "CREATE EXTENSION asyncrr" to load this file. \quit
+
+CREATE SCHEMA asyncrr;
+COMMENT ON SCHEMA asyncrr IS 'asyncrr: durable request-reply with per-session reply inboxes';
+REVOKE ALL ON SCHEMA asyncrr FROM PUBLIC;
+GRANT USAGE ON SCHEMA asyncrr TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Storage.  Nobody but the extension's owner may touch these tables; every
+-- change goes through the functions below (SECURITY DEFINER, pinned
+-- search_path).  The views at the end are the way to look.
+------------------------------------------------------------------------------
+
+CREATE TABLE asyncrr.queue (
+    queue_name      text PRIMARY KEY,
+    default_timeout interval NOT NULL CHECK (default_timeout > interval '0'),
+    lease           interval NOT NULL CHECK (lease > interval '0'),
+    max_attempts    integer NOT NULL CHECK (max_attempts >= 1),
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE asyncrr.queue IS 'asyncrr queues and their settings (change with asyncrr.create_queue/drop_queue)';
+
+-- An inbox is where replies wait for their requester.  A session inbox
+-- belongs to one backend (holder_pid + holder_started, so that a reused PID
+-- is never taken for the old one); a durable inbox outlives sessions and is
+-- held by at most one live session at a time.
+CREATE TABLE asyncrr.inbox (
+    inbox_name      text PRIMARY KEY,
+    durable         boolean NOT NULL,
+    owner_role      name NOT NULL,
+    holder_pid      integer,
+    holder_started  timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    opened_at       timestamptz,
+    released_at     timestamptz,
+    CHECK ((holder_pid IS NULL) = (holder_started IS NULL))
+);
+CREATE INDEX inbox_holder_idx ON asyncrr.inbox (holder_pid) WHERE holder_pid IS NOT NULL;
+COMMENT ON TABLE asyncrr.inbox IS 'asyncrr reply inboxes and the session holding each';
+
+-- One row per request, live or ended; its reply (once it ends) is the
+-- state/reply/error/finished_at columns, taken once through taken_at.
+CREATE TABLE asyncrr.request (
+    correlation_id      uuid PRIMARY KEY,
+    queue_name          text NOT NULL,
+    inbox_name          text NOT NULL,
+    owner_role          name NOT NULL,
+    payload             jsonb NOT NULL,
+    headers             jsonb,
+    priority            integer NOT NULL,
+    state               text NOT NULL CHECK (state IN ('pending', 'claimed', 'completed', 'failed',
+                                                       'timed_out', 'cancelled', 'dead_lettered')),
+    attempt             integer NOT NULL DEFAULT 0,
+    max_attempts        integer NOT NULL,
+    worker              text,
+    submitted_at        timestamptz NOT NULL,
+    timeout             interval NOT NULL,
+    deadline            timestamptz NOT NULL,
+    claimed_at          timestamptz,
+    lease_until         timestamptz,
+    finished_at         timestamptz,
+    reply               jsonb,
+    error               text,
+    dead_letter_reason  text,
+    late_reply          jsonb,
+    taken_at            timestamptz,
+    redriven_from       uuid,
+    redriven_to         uuid,
+    CHECK ((state IN ('pending', 'claimed')) = (finished_at IS NULL)),
+    CHECK ((state = 'claimed') = (lease_until IS NOT NULL))
+);
+-- claim: the next pending request of a queue, highest priority, then oldest
+CREATE INDEX request_claim_idx ON asyncrr.request (queue_name, priority DESC, submitted_at)
+    WHERE state = 'pending';
+-- claim and the worker: leases that ran out
+CREATE INDEX request_lease_idx ON asyncrr.request (lease_until) WHERE state = 'claimed';
+-- the worker: deadlines of live requests
+CREATE INDEX request_deadline_idx ON asyncrr.request (deadline) WHERE state IN ('pending', 'claimed');
+-- take_replies: untaken replies of an inbox, oldest first
+CREATE INDEX request_reply_idx ON asyncrr.request (inbox_name, finished_at)
+    WHERE finished_at IS NOT NULL AND taken_at IS NULL;
+-- close_inbox(cancel_pending), drop_queue, queue_stats: live requests by inbox and queue
+CREATE INDEX request_live_inbox_idx ON asyncrr.request (inbox_name) WHERE state IN ('pending', 'claimed');
+CREATE INDEX request_live_queue_idx ON asyncrr.request (queue_name) WHERE state IN ('pending', 'claimed');
+-- retention
+CREATE INDEX request_finished_idx ON asyncrr.request (finished_at) WHERE finished_at IS NOT NULL;
+COMMENT ON TABLE asyncrr.request IS 'asyncrr requests, live and ended, with their replies';
+
+CREATE TABLE asyncrr.dead_letter (
+    correlation_id    uuid PRIMARY KEY,
+    queue_name        text NOT NULL,
+    inbox_name        text NOT NULL,
+    owner_role        name NOT NULL,
+    reason            text NOT NULL,
+    payload           jsonb NOT NULL,
+    headers           jsonb,
+    priority          integer NOT NULL,
+    timeout           interval NOT NULL,
+    attempt           integer NOT NULL,
+    worker            text,
+    last_error        text,
+    reply             jsonb,
+    late_reply        jsonb,
+    submitted_at      timestamptz NOT NULL,
+    dead_lettered_at  timestamptz NOT NULL
+);
+CREATE INDEX dead_letter_queue_idx ON asyncrr.dead_letter (queue_name, reason);
+CREATE INDEX dead_letter_time_idx ON asyncrr.dead_letter (dead_lettered_at);
+COMMENT ON TABLE asyncrr.dead_letter IS 'asyncrr dead letters: requests that could not end normally, kept for inspection and redrive';
+
+REVOKE ALL ON asyncrr.queue, asyncrr.inbox, asyncrr.request, asyncrr.dead_letter FROM PUBLIC;
+
+-- pg_dump keeps the rows of these tables
+SELECT pg_catalog.pg_extension_config_dump('asyncrr.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('asyncrr.inbox', '');
+SELECT pg_catalog.pg_extension_config_dump('asyncrr.request', '');
+SELECT pg_catalog.pg_extension_config_dump('asyncrr.dead_letter', '');
+
+------------------------------------------------------------------------------
+-- Internal helpers, in C.  Not callable by PUBLIC.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION asyncrr._check_name(kind text, name text) RETURNS void
+    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'asyncrr_check_name';
+CREATE FUNCTION asyncrr._check_size(what text, value jsonb) RETURNS void
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_check_size';
+CREATE FUNCTION asyncrr._channel(inbox_name text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'asyncrr_channel';
+CREATE FUNCTION asyncrr._notify_reply(inbox_name text, correlation_id uuid, status text) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_notify_reply';
+CREATE FUNCTION asyncrr._backend_start() RETURNS timestamptz
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_backend_start';
+CREATE FUNCTION asyncrr._listen(channel text) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_listen';
+CREATE FUNCTION asyncrr._unlisten(channel text) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_unlisten';
+CREATE FUNCTION asyncrr._note_deadline(at timestamptz) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_note_deadline';
+
+------------------------------------------------------------------------------
+-- Internal helpers, in SQL.
+------------------------------------------------------------------------------
+
+-- Is the backend (pid, started) still alive?
+CREATE FUNCTION asyncrr._backend_alive(pid integer, started timestamptz) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_get_activity($1) a
+                    WHERE a.backend_start = $2)
+$$;
+
+-- A NULL argument where a value is required.
+CREATE FUNCTION asyncrr._check_not_null(what text, value anyelement) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION '% must not be null', what USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+END
+$$;
+
+-- A timeout, lease or extension must be a positive interval.
+CREATE FUNCTION asyncrr._check_positive(what text, value interval) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM asyncrr._check_not_null(what, value);
+    IF value <= interval '0' THEN
+        RAISE EXCEPTION 'invalid % "%"', what, value
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The %s must be greater than zero.', what);
+    END IF;
+END
+$$;
+
+-- The queue, share-locked against a concurrent drop_queue until commit.
+-- Unknown and NULL names are refused here, for every caller.
+CREATE FUNCTION asyncrr._queue(queue_name text) RETURNS asyncrr.queue
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q asyncrr.queue;
+BEGIN
+    PERFORM asyncrr._check_not_null('queue name', queue_name);
+    SELECT * INTO q FROM asyncrr.queue WHERE queue.queue_name = _queue.queue_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', queue_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with asyncrr.create_queue().';
+    END IF;
+    -- drop_queue takes this lock exclusively: no request can slip into a
+    -- queue that is being dropped.
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(1634954866, pg_catalog.hashtext(q.queue_name));
+    RETURN q;
+END
+$$;
+
+-- The request, locked for update.  Unknown and NULL ids are refused here.
+CREATE FUNCTION asyncrr._request_for_update(correlation_id uuid) RETURNS asyncrr.request
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r asyncrr.request;
+BEGIN
+    PERFORM asyncrr._check_not_null('correlation id', correlation_id);
+    SELECT * INTO r FROM asyncrr.request
+     WHERE request.correlation_id = _request_for_update.correlation_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'request "%" does not exist', correlation_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN r;
+END
+$$;
+
+-- The inbox this session holds now, if any.
+CREATE FUNCTION asyncrr._current_inbox() RETURNS asyncrr.inbox
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM asyncrr.inbox i
+     WHERE i.holder_pid = pg_catalog.pg_backend_pid()
+       AND i.holder_started = asyncrr._backend_start()
+$$;
+
+-- The name of this session's session inbox.  It starts with "_", which no
+-- durable inbox name may, so the two can never collide.
+CREATE FUNCTION asyncrr._session_inbox_name() RETURNS text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('_session_%s_%s', pg_catalog.pg_backend_pid(),
+                             pg_catalog.to_hex((extract(epoch FROM asyncrr._backend_start()) * 1000000)::bigint))
+$$;
+
+-- The one place where a request ends.  Every outcome goes through here:
+-- complete, fail, cancel, close_inbox, drop_queue, the worker's deadlines
+-- and leases.  It records the outcome as the request's reply (only if the
+-- request is still live: no second outcome ever overwrites the first),
+-- keeps a dead letter when there is a reason for one, and queues the one
+-- notification of the reply on its inbox's channel.
+CREATE FUNCTION asyncrr._end_request(correlation_id uuid, state text, reply jsonb, error text,
+                                     dead_letter_reason text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r asyncrr.request;
+BEGIN
+    UPDATE asyncrr.request
+       SET state = _end_request.state,
+           finished_at = pg_catalog.clock_timestamp(),
+           reply = _end_request.reply,
+           error = _end_request.error,
+           dead_letter_reason = _end_request.dead_letter_reason,
+           lease_until = NULL
+     WHERE correlation_id = _end_request.correlation_id
+       AND state IN ('pending', 'claimed')
+    RETURNING * INTO r;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'asyncrr: request % is not live', _end_request.correlation_id
+            USING ERRCODE = 'internal_error';
+    END IF;
+
+    IF r.dead_letter_reason IS NOT NULL THEN
+        INSERT INTO asyncrr.dead_letter
+               (correlation_id, queue_name, inbox_name, owner_role, reason, payload, headers,
+                priority, timeout, attempt, worker, last_error, submitted_at, dead_lettered_at)
+        VALUES (r.correlation_id, r.queue_name, r.inbox_name, r.owner_role, r.dead_letter_reason,
+                r.payload, r.headers, r.priority, r.timeout, r.attempt, r.worker, r.error,
+                r.submitted_at, r.finished_at);
+    END IF;
+
+    PERFORM asyncrr._notify_reply(r.inbox_name, r.correlation_id, r.state);
+END
+$$;
+
+-- The outcome a worker's complete() or fail() gets for a request that has
+-- already ended: "duplicate" when a worker ended it, "late" otherwise; a
+-- late reply is kept for audit on the request and its dead letter.
+CREATE FUNCTION asyncrr._after_end(r asyncrr.request, late_reply jsonb) RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF r.state IN ('completed', 'failed') THEN
+        RETURN 'duplicate';
+    END IF;
+    IF late_reply IS NOT NULL THEN
+        UPDATE asyncrr.request SET late_reply = _after_end.late_reply
+         WHERE correlation_id = r.correlation_id;
+        UPDATE asyncrr.dead_letter SET late_reply = _after_end.late_reply
+         WHERE correlation_id = r.correlation_id;
+    END IF;
+    RETURN 'late';
+END
+$$;
+
+-- Opens (or re-opens) an inbox for this session and LISTENs on its channel.
+CREATE FUNCTION asyncrr._open_inbox(inbox_name text, durable boolean) RETURNS asyncrr.inbox
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cur asyncrr.inbox := asyncrr._current_inbox();
+    i asyncrr.inbox;
+BEGIN
+    IF cur.inbox_name IS NOT NULL THEN
+        IF cur.inbox_name = _open_inbox.inbox_name THEN
+            RETURN cur;
+        END IF;
+        RAISE EXCEPTION 'this session already holds inbox "%"', cur.inbox_name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'A session holds one inbox at a time: call asyncrr.close_inbox() first.';
+    END IF;
+
+    INSERT INTO asyncrr.inbox (inbox_name, durable, owner_role)
+    VALUES (_open_inbox.inbox_name, _open_inbox.durable, session_user)
+    ON CONFLICT DO NOTHING;
+    SELECT * INTO i FROM asyncrr.inbox WHERE inbox_name = _open_inbox.inbox_name FOR UPDATE;
+
+    IF i.holder_pid IS NOT NULL
+       AND asyncrr._backend_alive(i.holder_pid, i.holder_started) THEN
+        RAISE EXCEPTION 'inbox "%" is held by another session', i.inbox_name
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('The backend with PID %s has held it since %s.', i.holder_pid, i.opened_at),
+                  HINT = 'Only one live session holds a durable inbox; it is free as soon as that session ends or calls asyncrr.close_inbox().';
+    END IF;
+
+    UPDATE asyncrr.inbox
+       SET holder_pid = pg_catalog.pg_backend_pid(),
+           holder_started = asyncrr._backend_start(),
+           opened_at = now(),
+           released_at = NULL
+     WHERE inbox_name = i.inbox_name
+    RETURNING * INTO i;
+
+    PERFORM asyncrr._listen(asyncrr._channel(i.inbox_name));
+    RETURN i;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Queues
+------------------------------------------------------------------------------
+
+CREATE FUNCTION asyncrr.create_queue(queue_name text,
+                                     default_timeout interval DEFAULT '30 seconds',
+                                     lease interval DEFAULT '30 seconds',
+                                     max_attempts integer DEFAULT 3) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM asyncrr._check_name('queue', create_queue.queue_name);
+    PERFORM asyncrr._check_positive('default timeout', create_queue.default_timeout);
+    PERFORM asyncrr._check_positive('lease', create_queue.lease);
+    PERFORM asyncrr._check_not_null('max_attempts', create_queue.max_attempts);
+    IF create_queue.max_attempts < 1 THEN
+        RAISE EXCEPTION 'invalid max_attempts %', create_queue.max_attempts
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'max_attempts must be at least 1.';
+    END IF;
+
+    INSERT INTO asyncrr.queue (queue_name, default_timeout, lease, max_attempts)
+    VALUES (create_queue.queue_name, create_queue.default_timeout, create_queue.lease,
+            create_queue.max_attempts)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" already exists', create_queue.queue_name
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.create_queue(text, interval, interval, integer) IS
+    'create a queue: default request timeout, claim lease, and how many claims a request gets';
+
+CREATE FUNCTION asyncrr.drop_queue(queue_name text, force boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q asyncrr.queue;
+    live bigint;
+    id uuid;
+BEGIN
+    PERFORM asyncrr._check_not_null('force', drop_queue.force);
+    q := asyncrr._queue(drop_queue.queue_name);
+    -- wait for submits in flight to this queue, and keep new ones out
+    PERFORM pg_catalog.pg_advisory_xact_lock(1634954866, pg_catalog.hashtext(q.queue_name));
+
+    SELECT count(*) INTO live FROM asyncrr.request
+     WHERE queue_name = q.queue_name AND state IN ('pending', 'claimed');
+    IF live > 0 AND NOT drop_queue.force THEN
+        RAISE EXCEPTION 'queue "%" has % live requests', q.queue_name, live
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Wait for them to end, or use force => true to dead-letter them.';
+    END IF;
+
+    FOR id IN SELECT correlation_id FROM asyncrr.request
+               WHERE queue_name = q.queue_name AND state IN ('pending', 'claimed')
+               ORDER BY submitted_at
+               FOR UPDATE
+    LOOP
+        PERFORM asyncrr._end_request(id, 'dead_lettered', NULL,
+                                     format('queue "%s" was dropped', q.queue_name), 'queue_dropped');
+    END LOOP;
+
+    DELETE FROM asyncrr.queue WHERE queue_name = q.queue_name;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.drop_queue(text, boolean) IS
+    'drop a queue; refused while it has live requests unless force, which dead-letters them (reason queue_dropped)';
+
+------------------------------------------------------------------------------
+-- Requesters
+------------------------------------------------------------------------------
+
+CREATE FUNCTION asyncrr.open_inbox(inbox_name text DEFAULT NULL) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF inbox_name IS NULL THEN
+        RETURN asyncrr._channel((asyncrr._open_inbox(asyncrr._session_inbox_name(), false)).inbox_name);
+    END IF;
+    PERFORM asyncrr._check_name('inbox', inbox_name);
+    RETURN asyncrr._channel((asyncrr._open_inbox(inbox_name, true)).inbox_name);
+END
+$$;
+COMMENT ON FUNCTION asyncrr.open_inbox(text) IS
+    'open this session''s reply inbox (NULL: a session inbox; a name: a durable inbox), LISTEN on it, return its channel';
+
+CREATE FUNCTION asyncrr.submit(queue_name text, payload jsonb, timeout interval DEFAULT NULL,
+                               correlation_id uuid DEFAULT NULL, priority integer DEFAULT 0,
+                               headers jsonb DEFAULT NULL) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q asyncrr.queue := asyncrr._queue(submit.queue_name);
+    t interval := coalesce(submit.timeout, q.default_timeout);
+    id uuid := coalesce(submit.correlation_id, pg_catalog.gen_random_uuid());
+    inbox asyncrr.inbox;
+    old asyncrr.request;
+BEGIN
+    PERFORM asyncrr._check_not_null('payload', submit.payload);
+    PERFORM asyncrr._check_size('payload', submit.payload);
+    PERFORM asyncrr._check_positive('timeout', t);
+    PERFORM asyncrr._check_not_null('priority', submit.priority);
+    IF submit.headers IS NOT NULL THEN
+        IF pg_catalog.jsonb_typeof(submit.headers) <> 'object' THEN
+            RAISE EXCEPTION 'invalid headers: expected a JSON object, not %',
+                            pg_catalog.jsonb_typeof(submit.headers)
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The headers given were %s.', pg_catalog.left(submit.headers::text, 100));
+        END IF;
+        PERFORM asyncrr._check_size('headers', submit.headers);
+    END IF;
+
+    inbox := asyncrr._current_inbox();
+    IF inbox.inbox_name IS NULL THEN
+        inbox := asyncrr._open_inbox(asyncrr._session_inbox_name(), false);
+    END IF;
+
+    INSERT INTO asyncrr.request
+           (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,
+            state, max_attempts, submitted_at, timeout, deadline)
+    VALUES (id, q.queue_name, inbox.inbox_name, session_user, submit.payload, submit.headers,
+            submit.priority, 'pending', q.max_attempts, now(), t, now() + t)
+    ON CONFLICT DO NOTHING;
+
+    IF NOT FOUND THEN
+        -- the id exists: the same request again is a no-op, anything else a conflict
+        SELECT * INTO old FROM asyncrr.request WHERE correlation_id = id;
+        IF old.queue_name IS DISTINCT FROM q.queue_name OR old.payload IS DISTINCT FROM submit.payload THEN
+            RAISE EXCEPTION 'correlation id "%" is already used by a different request', id
+                USING ERRCODE = 'unique_violation',
+                      DETAIL = format('That request went to queue "%s" with another payload or queue.', old.queue_name),
+                      HINT = 'Repeat a submit with the same queue and payload, or use a new correlation id.';
+        END IF;
+        RETURN id;
+    END IF;
+
+    PERFORM asyncrr._note_deadline(now() + t);
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb) IS
+    'enqueue a request whose reply goes to this session''s inbox; idempotent per correlation id; returns the id';
+
+CREATE FUNCTION asyncrr.take_replies(max_replies integer DEFAULT 100)
+    RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text, finished_at timestamptz)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    inbox asyncrr.inbox := asyncrr._current_inbox();
+BEGIN
+    PERFORM asyncrr._check_not_null('max_replies', take_replies.max_replies);
+    IF take_replies.max_replies < 1 THEN
+        RAISE EXCEPTION 'invalid max_replies %', take_replies.max_replies
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'max_replies must be at least 1.';
+    END IF;
+    IF inbox.inbox_name IS NULL THEN
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH taken AS (
+        UPDATE asyncrr.request r
+           SET taken_at = now()
+         WHERE r.correlation_id IN (SELECT c.correlation_id FROM asyncrr.request c
+                                     WHERE c.inbox_name = inbox.inbox_name
+                                       AND c.finished_at IS NOT NULL AND c.taken_at IS NULL
+                                     ORDER BY c.finished_at
+                                     LIMIT take_replies.max_replies
+                                     FOR UPDATE SKIP LOCKED)
+        RETURNING r.correlation_id, r.state, r.reply, r.error, r.finished_at)
+    SELECT t.correlation_id, t.state, t.reply, t.error, t.finished_at
+      FROM taken t ORDER BY t.finished_at, t.correlation_id;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.take_replies(integer) IS
+    'return and consume the replies waiting in this session''s inbox, oldest first; each reply is handed out once';
+
+CREATE FUNCTION asyncrr.cancel(correlation_id uuid) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r asyncrr.request := asyncrr._request_for_update(correlation_id);
+BEGIN
+    IF r.state NOT IN ('pending', 'claimed') THEN
+        RETURN false;
+    END IF;
+    PERFORM asyncrr._end_request(r.correlation_id, 'cancelled', NULL, 'cancelled by the requester', NULL);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.cancel(uuid) IS
+    'cancel a live request (its requester gets a cancelled reply); false if it had already ended';
+
+CREATE FUNCTION asyncrr.close_inbox(cancel_pending boolean DEFAULT false) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    inbox asyncrr.inbox := asyncrr._current_inbox();
+    id uuid;
+    n integer := 0;
+BEGIN
+    PERFORM asyncrr._check_not_null('cancel_pending', close_inbox.cancel_pending);
+    IF inbox.inbox_name IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    IF close_inbox.cancel_pending THEN
+        FOR id IN SELECT correlation_id FROM asyncrr.request
+                   WHERE inbox_name = inbox.inbox_name AND state IN ('pending', 'claimed')
+                   ORDER BY submitted_at
+                   FOR UPDATE
+        LOOP
+            PERFORM asyncrr._end_request(id, 'cancelled', NULL, 'cancelled by close_inbox', NULL);
+            n := n + 1;
+        END LOOP;
+    END IF;
+
+    UPDATE asyncrr.inbox
+       SET holder_pid = NULL, holder_started = NULL, released_at = now()
+     WHERE inbox_name = inbox.inbox_name;
+    PERFORM asyncrr._unlisten(asyncrr._channel(inbox.inbox_name));
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.close_inbox(boolean) IS
+    'UNLISTEN and release this session''s inbox (a durable one keeps its replies); optionally cancel its live requests; returns how many were cancelled';
+
+CREATE FUNCTION asyncrr.status(correlation_id uuid)
+    RETURNS TABLE(correlation_id uuid, queue_name text, state text, attempt integer, worker text,
+                  submitted_at timestamptz, deadline timestamptz, finished_at timestamptz,
+                  reply jsonb, error text, dead_letter_reason text)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.correlation_id, r.queue_name, r.state, r.attempt, r.worker,
+           r.submitted_at, r.deadline, r.finished_at,
+           coalesce(r.reply, r.late_reply), r.error,
+           nullif(concat_ws(' ', r.dead_letter_reason,
+                            '(redriven as ' || r.redriven_to || ')',
+                            '(redriven from ' || r.redriven_from || ')'), '')
+      FROM asyncrr.request r
+     WHERE r.correlation_id = $1
+$$;
+COMMENT ON FUNCTION asyncrr.status(uuid) IS
+    'the whole story of one request, live or ended: one row, or none for an unknown id';
+
+------------------------------------------------------------------------------
+-- Workers
+------------------------------------------------------------------------------
+
+CREATE FUNCTION asyncrr.claim(queue_name text, max_requests integer DEFAULT 1,
+                              lease interval DEFAULT NULL, worker text DEFAULT NULL)
+    RETURNS TABLE(correlation_id uuid, payload jsonb, headers jsonb, attempt integer,
+                  deadline timestamptz, lease_until timestamptz)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q asyncrr.queue := asyncrr._queue(claim.queue_name);
+    l interval := coalesce(claim.lease, q.lease);
+    label text := coalesce(claim.worker,
+                           nullif(pg_catalog.current_setting('application_name'), ''),
+                           'pid ' || pg_catalog.pg_backend_pid());
+    ids uuid[];
+BEGIN
+    PERFORM asyncrr._check_not_null('max_requests', claim.max_requests);
+    IF claim.max_requests < 1 THEN
+        RAISE EXCEPTION 'invalid max_requests %', claim.max_requests
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'max_requests must be at least 1.';
+    END IF;
+    PERFORM asyncrr._check_positive('lease', l);
+
+    -- first requests whose last lease ran out and that have attempts left
+    -- (they have waited longest), then pending ones: highest priority
+    -- first, then oldest
+    ids := ARRAY(SELECT c.correlation_id FROM asyncrr.request c
+                  WHERE c.state = 'claimed' AND c.lease_until < now()
+                    AND c.queue_name = q.queue_name
+                    AND c.attempt < c.max_attempts AND c.deadline > now()
+                  ORDER BY c.lease_until
+                  LIMIT claim.max_requests
+                  FOR UPDATE SKIP LOCKED);
+    IF pg_catalog.cardinality(ids) < claim.max_requests THEN
+        ids := ids || ARRAY(SELECT c.correlation_id FROM asyncrr.request c
+                             WHERE c.state = 'pending' AND c.queue_name = q.queue_name
+                               AND c.deadline > now()
+                             ORDER BY c.priority DESC, c.submitted_at
+                             LIMIT claim.max_requests - pg_catalog.cardinality(ids)
+                             FOR UPDATE SKIP LOCKED);
+    END IF;
+
+    RETURN QUERY
+    WITH claimed AS (
+        UPDATE asyncrr.request r
+           SET state = 'claimed', attempt = r.attempt + 1, worker = label,
+               claimed_at = now(), lease_until = now() + l
+         WHERE r.correlation_id = ANY (ids)
+        RETURNING r.correlation_id, r.payload, r.headers, r.attempt, r.deadline, r.lease_until,
+                  r.priority, r.submitted_at
+    )
+    SELECT c.correlation_id, c.payload, c.headers, c.attempt, c.deadline, c.lease_until
+      FROM claimed c ORDER BY c.priority DESC, c.submitted_at;
+
+    IF FOUND THEN
+        PERFORM asyncrr._note_deadline(now() + l);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.claim(text, integer, interval, text) IS
+    'hand out up to max_requests requests of a queue under a lease, highest priority then oldest; concurrent claimers skip each other';
+
+CREATE FUNCTION asyncrr.complete(correlation_id uuid, reply jsonb) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r asyncrr.request := asyncrr._request_for_update(correlation_id);
+BEGIN
+    PERFORM asyncrr._check_size('reply', reply);
+    IF r.state = 'pending' THEN
+        RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Only a claimed request can be completed or failed.',
+                  HINT = 'Claim it with asyncrr.claim() first.';
+    ELSIF r.state <> 'claimed' THEN
+        RETURN asyncrr._after_end(r, reply);
+    END IF;
+    PERFORM asyncrr._end_request(r.correlation_id, 'completed', reply, NULL, NULL);
+    RETURN 'completed';
+END
+$$;
+COMMENT ON FUNCTION asyncrr.complete(uuid, jsonb) IS
+    'record the reply to a claimed request: completed, or duplicate / late if it had already ended';
+
+CREATE FUNCTION asyncrr.fail(correlation_id uuid, error text, retry boolean DEFAULT false) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r asyncrr.request := asyncrr._request_for_update(fail.correlation_id);
+BEGIN
+    PERFORM asyncrr._check_not_null('error', fail.error);
+    PERFORM asyncrr._check_not_null('retry', fail.retry);
+    IF r.state = 'pending' THEN
+        RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Only a claimed request can be completed or failed.',
+                  HINT = 'Claim it with asyncrr.claim() first.';
+    ELSIF r.state <> 'claimed' THEN
+        RETURN asyncrr._after_end(r, NULL);
+    END IF;
+
+    IF NOT fail.retry THEN
+        PERFORM asyncrr._end_request(r.correlation_id, 'failed', NULL, fail.error, NULL);
+        RETURN 'failed';
+    ELSIF r.attempt >= r.max_attempts THEN
+        PERFORM asyncrr._end_request(r.correlation_id, 'dead_lettered', NULL, fail.error, 'max_attempts');
+        RETURN 'dead_lettered';
+    END IF;
+
+    UPDATE asyncrr.request
+       SET state = 'pending', lease_until = NULL, error = fail.error
+     WHERE correlation_id = r.correlation_id;
+    RETURN 'retrying';
+END
+$$;
+COMMENT ON FUNCTION asyncrr.fail(uuid, text, boolean) IS
+    'fail a claimed request: failed, retrying (back to the queue), or dead_lettered when retries are used up; duplicate / late if it had already ended';
+
+CREATE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval) RETURNS timestamptz
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r asyncrr.request := asyncrr._request_for_update(extend_lease.correlation_id);
+    new_end timestamptz;
+BEGIN
+    PERFORM asyncrr._check_positive('lease extension', extend_lease.extra);
+    IF r.state <> 'claimed' THEN
+        RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Its state is %s: the claim is no longer current.', r.state);
+    END IF;
+    new_end := now() + extend_lease.extra;
+    UPDATE asyncrr.request SET lease_until = new_end WHERE correlation_id = r.correlation_id;
+    PERFORM asyncrr._note_deadline(new_end);
+    RETURN new_end;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.extend_lease(uuid, interval) IS
+    'heartbeat for long work: the claim''s lease now ends extra from now; returns the new end';
+
+------------------------------------------------------------------------------
+-- Dead letters
+------------------------------------------------------------------------------
+
+CREATE FUNCTION asyncrr.redrive(correlation_id uuid) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    d asyncrr.dead_letter;
+    q asyncrr.queue;
+    new_id uuid := pg_catalog.gen_random_uuid();
+BEGIN
+    PERFORM asyncrr._check_not_null('correlation id', redrive.correlation_id);
+    DELETE FROM asyncrr.dead_letter WHERE correlation_id = redrive.correlation_id
+    RETURNING * INTO d;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dead letter "%" does not exist', redrive.correlation_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    q := asyncrr._queue(d.queue_name);
+
+    INSERT INTO asyncrr.request
+           (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,
+            state, max_attempts, submitted_at, timeout, deadline, redriven_from)
+    VALUES (new_id, q.queue_name, d.inbox_name, d.owner_role, d.payload, d.headers, d.priority,
+            'pending', q.max_attempts, now(), d.timeout, now() + d.timeout, d.correlation_id);
+    UPDATE asyncrr.request SET redriven_to = new_id WHERE correlation_id = d.correlation_id;
+    PERFORM asyncrr._note_deadline(now() + d.timeout);
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.redrive(uuid) IS
+    'send a dead-lettered request back to its queue as a new request (new id, same inbox, payload and headers); returns the new id';
+
+CREATE FUNCTION asyncrr.redrive_queue(queue_name text, reason text DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q asyncrr.queue := asyncrr._queue(redrive_queue.queue_name);
+    id uuid;
+    n bigint := 0;
+BEGIN
+    IF redrive_queue.reason IS NOT NULL
+       AND redrive_queue.reason NOT IN ('timeout', 'max_attempts', 'queue_dropped', 'requester_gone') THEN
+        RAISE EXCEPTION 'invalid dead letter reason "%"', redrive_queue.reason
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Reasons are timeout, max_attempts, queue_dropped and requester_gone.';
+    END IF;
+    FOR id IN SELECT correlation_id FROM asyncrr.dead_letter
+               WHERE queue_name = q.queue_name
+                 AND (redrive_queue.reason IS NULL OR reason = redrive_queue.reason)
+               ORDER BY dead_lettered_at
+    LOOP
+        PERFORM asyncrr.redrive(id);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.redrive_queue(text, text) IS
+    'redrive every dead letter of a queue (optionally only those with one reason); returns how many';
+
+CREATE FUNCTION asyncrr.purge_dead_letters(older_than interval) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM asyncrr._check_not_null('older_than', purge_dead_letters.older_than);
+    IF purge_dead_letters.older_than < interval '0' THEN
+        RAISE EXCEPTION 'invalid older_than "%"', purge_dead_letters.older_than
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'older_than must not be negative; 0 purges every dead letter.';
+    END IF;
+    DELETE FROM asyncrr.dead_letter WHERE dead_lettered_at <= now() - purge_dead_letters.older_than;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.purge_dead_letters(interval) IS
+    'remove dead letters older than the given age (0: all); returns how many';
+
+------------------------------------------------------------------------------
+-- psql inspection
+------------------------------------------------------------------------------
+
+CREATE VIEW asyncrr.pending AS
+SELECT r.queue_name, r.correlation_id, r.state, r.priority, r.attempt, r.worker,
+       r.submitted_at, r.deadline, r.lease_until, r.inbox_name AS inbox
+  FROM asyncrr.request r
+ WHERE r.state IN ('pending', 'claimed');
+COMMENT ON VIEW asyncrr.pending IS 'live requests (pending or claimed), with their deadlines, leases and inboxes';
+
+CREATE VIEW asyncrr.dead_letters AS
+SELECT d.queue_name, d.correlation_id, d.reason, d.attempt, d.worker, d.last_error,
+       d.payload, d.headers, d.reply, d.late_reply, d.inbox_name AS inbox,
+       d.submitted_at, d.dead_lettered_at
+  FROM asyncrr.dead_letter d;
+COMMENT ON VIEW asyncrr.dead_letters IS 'dead-lettered requests with reason, payload, attempt, last error and any late reply';
+
+CREATE VIEW asyncrr.queue_stats AS
+SELECT q.queue_name,
+       count(*) FILTER (WHERE r.state = 'pending')       AS pending,
+       count(*) FILTER (WHERE r.state = 'claimed')       AS claimed,
+       now() - min(r.submitted_at) FILTER (WHERE r.state = 'pending') AS oldest_pending_age,
+       count(*) FILTER (WHERE r.state = 'completed')     AS completed,
+       count(*) FILTER (WHERE r.state = 'failed')        AS failed,
+       count(*) FILTER (WHERE r.state = 'timed_out')     AS timed_out,
+       count(*) FILTER (WHERE r.state = 'cancelled')     AS cancelled,
+       count(*) FILTER (WHERE r.state = 'dead_lettered') AS dead_lettered,
+       (SELECT count(*) FROM asyncrr.dead_letter d WHERE d.queue_name = q.queue_name) AS dead_letters
+  FROM asyncrr.queue q
+  LEFT JOIN asyncrr.request r ON r.queue_name = q.queue_name
+ GROUP BY q.queue_name;
+COMMENT ON VIEW asyncrr.queue_stats IS 'per queue: live requests, age of the oldest pending one, and outcomes of the requests still retained';
+
+CREATE VIEW asyncrr.inboxes AS
+SELECT i.inbox_name AS name, asyncrr._channel(i.inbox_name) AS channel, i.durable,
+       i.holder_pid, i.owner_role,
+       (SELECT count(*) FROM asyncrr.request r
+         WHERE r.inbox_name = i.inbox_name AND r.finished_at IS NOT NULL AND r.taken_at IS NULL)
+           AS untaken_replies,
+       (SELECT count(*) FROM asyncrr.request r
+         WHERE r.inbox_name = i.inbox_name AND r.state IN ('pending', 'claimed')) AS live_requests,
+       i.opened_at, i.released_at
+  FROM asyncrr.inbox i;
+COMMENT ON VIEW asyncrr.inboxes IS 'reply inboxes: name, channel, durable or session, holding backend, untaken replies';
+
+------------------------------------------------------------------------------
+-- The background worker's rules (src/worker.c decides when to run them).
+-- Each handles at most batch_size rows in the caller's transaction and
+-- returns how many it handled; the worker repeats a step while it comes back
+-- full.  SKIP LOCKED: a row a client holds is simply taken on the next pass.
+------------------------------------------------------------------------------
+
+-- Live requests past their deadline end as timed_out, with a dead letter.
+CREATE FUNCTION asyncrr._expire_deadlines(batch_size integer) RETURNS integer
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    FOR r IN SELECT correlation_id, timeout, error FROM asyncrr.request
+              WHERE state IN ('pending', 'claimed') AND deadline <= now()
+              ORDER BY deadline
+              LIMIT batch_size
+              FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM asyncrr._end_request(r.correlation_id, 'timed_out', NULL,
+                                     format('no reply within %s', r.timeout)
+                                         || coalesce('; last error: ' || r.error, ''),
+                                     'timeout');
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Claimed requests whose lease ran out go back to pending, or, when that
+-- was their last attempt, are dead-lettered (reason max_attempts).
+CREATE FUNCTION asyncrr._expire_leases(batch_size integer) RETURNS integer
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    FOR r IN SELECT correlation_id, attempt, max_attempts FROM asyncrr.request
+              WHERE state = 'claimed' AND lease_until <= now()
+              ORDER BY lease_until
+              LIMIT batch_size
+              FOR UPDATE SKIP LOCKED
+    LOOP
+        IF r.attempt >= r.max_attempts THEN
+            PERFORM asyncrr._end_request(r.correlation_id, 'dead_lettered', NULL,
+                                         format('lease expired on attempt %s of %s', r.attempt, r.max_attempts),
+                                         'max_attempts');
+        ELSE
+            UPDATE asyncrr.request
+               SET state = 'pending', lease_until = NULL,
+                   error = format('lease expired on attempt %s of %s', r.attempt, r.max_attempts)
+             WHERE correlation_id = r.correlation_id;
+        END IF;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Inboxes whose holding backend has exited are released.  Replies waiting
+-- in a session inbox released more than grace ago (or whose inbox row is
+-- gone) move to the dead letters (reason requester_gone); a session inbox
+-- with nothing left is removed.  Durable inboxes keep their replies.
+CREATE FUNCTION asyncrr._orphan_inboxes(batch_size integer, grace interval) RETURNS integer
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r asyncrr.request;
+    n integer := 0;
+BEGIN
+    UPDATE asyncrr.inbox
+       SET holder_pid = NULL, holder_started = NULL, released_at = now()
+     WHERE holder_pid IS NOT NULL
+       AND NOT asyncrr._backend_alive(holder_pid, holder_started);
+
+    FOR r IN SELECT q.* FROM asyncrr.request q
+               LEFT JOIN asyncrr.inbox i ON i.inbox_name = q.inbox_name
+              WHERE q.finished_at IS NOT NULL AND q.taken_at IS NULL
+                AND (i.inbox_name IS NULL
+                     OR (NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - grace))
+              ORDER BY q.finished_at
+              LIMIT batch_size
+              FOR UPDATE OF q SKIP LOCKED
+    LOOP
+        INSERT INTO asyncrr.dead_letter
+               (correlation_id, queue_name, inbox_name, owner_role, reason, payload, headers,
+                priority, timeout, attempt, worker, last_error, reply, late_reply, submitted_at,
+                dead_lettered_at)
+        VALUES (r.correlation_id, r.queue_name, r.inbox_name, r.owner_role, 'requester_gone',
+                r.payload, r.headers, r.priority, r.timeout, r.attempt, r.worker, r.error,
+                r.reply, r.late_reply, r.submitted_at, now())
+        ON CONFLICT (correlation_id) DO NOTHING;   -- already a dead letter (timeout, ...)
+        UPDATE asyncrr.request
+           SET taken_at = now(), dead_letter_reason = coalesce(dead_letter_reason, 'requester_gone')
+         WHERE correlation_id = r.correlation_id;
+        n := n + 1;
+    END LOOP;
+
+    DELETE FROM asyncrr.inbox i
+     WHERE NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - grace
+       AND NOT EXISTS (SELECT 1 FROM asyncrr.request q
+                        WHERE q.inbox_name = i.inbox_name AND q.state IN ('pending', 'claimed'))
+       AND NOT EXISTS (SELECT 1 FROM asyncrr.request q
+                        WHERE q.inbox_name = i.inbox_name
+                          AND q.finished_at IS NOT NULL AND q.taken_at IS NULL);
+    RETURN n;
+END
+$$;
+
+-- Ended requests whose reply was taken (or dead-lettered) more than
+-- retention ago, unless a dead letter still refers to them.
+CREATE FUNCTION asyncrr._purge_requests(batch_size integer, retention interval) RETURNS integer
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM asyncrr.request r
+         WHERE r.correlation_id IN (
+                SELECT q.correlation_id FROM asyncrr.request q
+                 WHERE q.finished_at IS NOT NULL AND q.finished_at < now() - $2
+                   AND q.taken_at IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM asyncrr.dead_letter d
+                                    WHERE d.correlation_id = q.correlation_id)
+                 ORDER BY q.finished_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;
+
+CREATE FUNCTION asyncrr._purge_old_dead_letters(batch_size integer, retention interval) RETURNS integer
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM asyncrr.dead_letter d
+         WHERE d.correlation_id IN (
+                SELECT o.correlation_id FROM asyncrr.dead_letter o
+                 WHERE o.dead_lettered_at < now() - $2
+                 ORDER BY o.dead_lettered_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;
+
+-- When the worker must look next: the earliest deadline or lease end.
+CREATE FUNCTION asyncrr._next_event() RETURNS timestamptz
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least((SELECT min(deadline) FROM asyncrr.request WHERE state IN ('pending', 'claimed')),
+                 (SELECT min(lease_until) FROM asyncrr.request WHERE state = 'claimed'))
+$$;
+
+------------------------------------------------------------------------------
+-- Privileges.  Internal functions are for the extension itself only.
+------------------------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION
+    asyncrr._check_name(text, text), asyncrr._check_size(text, jsonb), asyncrr._channel(text),
+    asyncrr._notify_reply(text, uuid, text), asyncrr._backend_start(), asyncrr._listen(text),
+    asyncrr._unlisten(text), asyncrr._note_deadline(timestamptz),
+    asyncrr._backend_alive(integer, timestamptz), asyncrr._check_not_null(text, anyelement),
+    asyncrr._check_positive(text, interval), asyncrr._queue(text), asyncrr._request_for_update(uuid),
+    asyncrr._current_inbox(), asyncrr._session_inbox_name(),
+    asyncrr._end_request(uuid, text, jsonb, text, text), asyncrr._after_end(asyncrr.request, jsonb),
+    asyncrr._open_inbox(text, boolean), asyncrr._expire_deadlines(integer),
+    asyncrr._expire_leases(integer), asyncrr._orphan_inboxes(integer, interval),
+    asyncrr._purge_requests(integer, interval), asyncrr._purge_old_dead_letters(integer, interval),
+    asyncrr._next_event()
+FROM PUBLIC;
+
+-- the inboxes view shows channels: deriving one is harmless
+GRANT EXECUTE ON FUNCTION asyncrr._channel(text) TO PUBLIC;
+
+GRANT SELECT ON asyncrr.pending, asyncrr.queue_stats, asyncrr.inboxes TO PUBLIC;

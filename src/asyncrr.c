@@ -1,0 +1,137 @@
+/*-------------------------------------------------------------------------
+ *
+ * asyncrr.c
+ *	  Module load: settings, shared memory hooks and the background worker.
+ *
+ * asyncrr works when loaded on demand (CREATE EXTENSION and every SQL
+ * function), but only shared_preload_libraries gives it its background
+ * worker, which ends timed-out requests and expired leases.
+ *
+ * src/asyncrr.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "asyncrr.h"
+
+PG_MODULE_MAGIC;
+
+int			asyncrr_max_payload_bytes = 1024 * 1024;
+int			asyncrr_retention = 3600;
+int			asyncrr_dead_letter_retention = 7 * 24 * 3600;
+int			asyncrr_orphan_grace = 30;
+int			asyncrr_precision = 1000;
+int			asyncrr_batch_size = 1000;
+char	   *asyncrr_database = NULL;
+
+bool		asyncrr_preloaded = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+static void
+request_shmem(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	asyncrr_shmem_request();
+}
+
+static void
+startup_shmem(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	asyncrr_shmem_startup();
+}
+
+static void
+define_settings(void)
+{
+	DefineCustomIntVariable("asyncrr.max_payload_bytes",
+							"Largest payload, headers or reply a request may carry.",
+							NULL,
+							&asyncrr_max_payload_bytes,
+							1024 * 1024, 1, MaxAllocSize / 2,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("asyncrr.retention",
+							"How long ended requests and taken replies stay visible to asyncrr.status().",
+							"The background worker removes them after this time.",
+							&asyncrr_retention,
+							3600, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("asyncrr.dead_letter_retention",
+							"How long dead letters are kept unless purged or redriven.",
+							NULL,
+							&asyncrr_dead_letter_retention,
+							7 * 24 * 3600, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("asyncrr.orphan_grace",
+							"How long replies wait in the session inbox of a session that has ended before they are dead-lettered.",
+							NULL,
+							&asyncrr_orphan_grace,
+							30, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("asyncrr.precision",
+							"How far after its deadline a request may be timed out; the background worker batches wake-ups to this grain.",
+							NULL,
+							&asyncrr_precision,
+							1000, 10, 60 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("asyncrr.batch_size",
+							"How many requests the background worker handles in one transaction.",
+							NULL,
+							&asyncrr_batch_size,
+							1000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("asyncrr.database",
+							   "Database in which the asyncrr background worker runs.",
+							   NULL,
+							   &asyncrr_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("asyncrr");
+}
+
+void
+_PG_init(void)
+{
+	define_settings();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	asyncrr_preloaded = true;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = request_shmem;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = startup_shmem;
+
+	if (!IsBinaryUpgrade)
+		asyncrr_register_worker();
+}

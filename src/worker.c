@@ -1,0 +1,391 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The asyncrr background worker: ends requests whose deadline passed,
+ *	  returns or dead-letters requests whose lease ran out, dead-letters
+ *	  replies whose session is gone, and removes what retention allows.
+ *
+ * The rules live in SQL (asyncrr._expire_deadlines() and friends, which end
+ * requests through asyncrr._end_request() like every other caller); this
+ * file decides when to run them.  Each step runs in its own transactions
+ * of at most asyncrr.batch_size rows, repeated while a batch comes back
+ * full, so a backlog never makes one giant transaction.
+ *
+ * The worker sleeps on its latch until the next deadline or lease end
+ * (rounded up to asyncrr.precision), or one housekeeping interval.  It
+ * publishes in shared memory when it plans to wake; a backend that commits
+ * an earlier deadline or lease sets the worker's latch at commit.  While a
+ * pass runs the published time is "now", so a commit the pass's snapshot
+ * missed always wakes the worker once more.
+ *
+ * src/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type_d.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "asyncrr.h"
+
+PGDLLEXPORT void asyncrr_worker_main(Datum main_arg);
+
+PG_FUNCTION_INFO_V1(asyncrr_note_deadline);
+
+/* How often the worker looks at inboxes and retention, at the most. */
+#define HOUSEKEEPING_MS 1000
+/* How long to wait for the extension to be created, or after an error. */
+#define RETRY_MS 1000
+
+typedef struct AsyncrrShared
+{
+	slock_t		mutex;
+	int			worker_procno;	/* -1 while no worker runs */
+	TimestampTz next_wakeup;	/* when the worker will look again */
+} AsyncrrShared;
+
+static AsyncrrShared *shared = NULL;
+
+/* backend side: the earliest deadline or lease end this transaction wrote */
+static TimestampTz xact_earliest = DT_NOEND;
+static bool xact_callback_registered = false;
+
+/* ----------------------------------------------------------------
+ * Shared memory
+ * ----------------------------------------------------------------
+ */
+void
+asyncrr_shmem_request(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(AsyncrrShared)));
+}
+
+void
+asyncrr_shmem_startup(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("asyncrr", sizeof(AsyncrrShared), &found);
+	if (!found)
+	{
+		SpinLockInit(&shared->mutex);
+		shared->worker_procno = -1;
+		shared->next_wakeup = DT_NOBEGIN;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* ----------------------------------------------------------------
+ * Backend side: wake the worker when a commit moves its next wake-up earlier
+ * ----------------------------------------------------------------
+ */
+static void
+wake_worker_xact_callback(XactEvent event, void *arg)
+{
+	TimestampTz earliest = xact_earliest;
+	int			procno = -1;
+
+	if (earliest == DT_NOEND)
+		return;
+	xact_earliest = DT_NOEND;
+
+	if (event != XACT_EVENT_COMMIT || shared == NULL)
+		return;
+
+	SpinLockAcquire(&shared->mutex);
+	if (earliest < shared->next_wakeup)
+		procno = shared->worker_procno;
+	SpinLockRelease(&shared->mutex);
+
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/*
+ * asyncrr._note_deadline(at timestamptz) RETURNS void
+ *
+ * Called by the SQL functions that write a deadline or a lease end; the
+ * worker is woken at commit if it would otherwise sleep past it.  Does
+ * nothing when asyncrr is not preloaded (there is no worker then).
+ */
+Datum
+asyncrr_note_deadline(PG_FUNCTION_ARGS)
+{
+	TimestampTz at = PG_GETARG_TIMESTAMPTZ(0);
+
+	if (shared == NULL)
+		PG_RETURN_VOID();
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(wake_worker_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	if (at < xact_earliest)
+		xact_earliest = at;
+	PG_RETURN_VOID();
+}
+
+/* ----------------------------------------------------------------
+ * Worker side
+ * ----------------------------------------------------------------
+ */
+void
+asyncrr_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "asyncrr");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "asyncrr_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "asyncrr worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "asyncrr worker");
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+publish_next_wakeup(TimestampTz at)
+{
+	SpinLockAcquire(&shared->mutex);
+	shared->next_wakeup = at;
+	SpinLockRelease(&shared->mutex);
+}
+
+static void
+worker_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&shared->mutex);
+	shared->worker_procno = -1;
+	shared->next_wakeup = DT_NOBEGIN;
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * Runs one SQL statement that returns a single bigint or timestamptz, in a
+ * transaction of its own.  Returns false when the extension is not (yet)
+ * installed in this database.  Errors propagate to the caller.
+ */
+static bool
+run_in_xact(const char *activity, const char *sql, int nargs, Oid *argtypes,
+			Datum *args, Datum *result, bool *isnull)
+{
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+
+	installed = OidIsValid(get_extension_oid("asyncrr", true));
+	if (installed)
+	{
+		int			ret = SPI_execute_with_args(sql, nargs, argtypes, args, NULL,
+												false, 1);
+
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "asyncrr worker: unexpected result from \"%s\"", sql);
+		*result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return installed;
+}
+
+/*
+ * Runs one maintenance step in batches until a batch comes back short.
+ * Returns false if the extension is missing.
+ */
+static bool
+run_step(const char *activity, const char *sql, Datum extra)
+{
+	Oid			argtypes[2] = {INT4OID, INTERVALOID};
+	Datum		args[2];
+	Datum		done;
+	bool		isnull;
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		args[0] = Int32GetDatum(asyncrr_batch_size);
+		args[1] = extra;
+		if (!run_in_xact(activity, sql, extra ? 2 : 1, argtypes, args, &done, &isnull))
+			return false;
+		if (isnull || DatumGetInt32(done) < asyncrr_batch_size)
+			return true;
+	}
+}
+
+static Datum
+seconds_interval(int seconds)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = (int64) seconds * USECS_PER_SEC;
+	return IntervalPGetDatum(iv);
+}
+
+/*
+ * One pass over every rule.  Returns the time of the next deadline or lease
+ * end (DT_NOEND if none), or DT_NOBEGIN if the extension is missing.
+ */
+static TimestampTz
+run_pass(bool housekeeping)
+{
+	Datum		next;
+	bool		isnull;
+
+	if (!run_step("asyncrr: ending requests past their deadline",
+				  "SELECT asyncrr._expire_deadlines($1)", (Datum) 0))
+		return DT_NOBEGIN;
+	run_step("asyncrr: returning requests whose lease ran out",
+			 "SELECT asyncrr._expire_leases($1)", (Datum) 0);
+	if (housekeeping)
+	{
+		run_step("asyncrr: releasing inboxes of ended sessions",
+				 "SELECT asyncrr._orphan_inboxes($1, $2)",
+				 seconds_interval(asyncrr_orphan_grace));
+		run_step("asyncrr: removing ended requests past retention",
+				 "SELECT asyncrr._purge_requests($1, $2)",
+				 seconds_interval(asyncrr_retention));
+		run_step("asyncrr: removing dead letters past retention",
+				 "SELECT asyncrr._purge_old_dead_letters($1, $2)",
+				 seconds_interval(asyncrr_dead_letter_retention));
+	}
+	if (!run_in_xact("asyncrr: finding the next deadline",
+					 "SELECT asyncrr._next_event()", 0, NULL, NULL, &next, &isnull))
+		return DT_NOBEGIN;
+	return isnull ? DT_NOEND : DatumGetTimestampTz(next);
+}
+
+/* The wake-up time for an event: rounded up to the precision grain. */
+static TimestampTz
+round_up_to_precision(TimestampTz at)
+{
+	int64		grain = (int64) asyncrr_precision * 1000;
+
+	if (at % grain == 0)
+		return at;
+	return at - (at % grain) + (at >= 0 ? grain : 0);
+}
+
+void
+asyncrr_worker_main(Datum main_arg)
+{
+	MemoryContext pass_context;
+	volatile TimestampTz last_housekeeping = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(asyncrr_database, NULL, 0);
+	pgstat_report_appname("asyncrr worker");
+
+	SpinLockAcquire(&shared->mutex);
+	shared->worker_procno = MyProc->pgprocno;
+	shared->next_wakeup = DT_NOBEGIN;
+	SpinLockRelease(&shared->mutex);
+	before_shmem_exit(worker_detach, (Datum) 0);
+
+	pass_context = AllocSetContextCreate(TopMemoryContext, "asyncrr worker pass",
+										 ALLOCSET_DEFAULT_SIZES);
+	ereport(LOG,
+			(errmsg("asyncrr worker started in database \"%s\"", asyncrr_database)));
+
+	for (;;)
+	{
+		TimestampTz now;
+		volatile TimestampTz wake;
+		bool		housekeeping;
+		long		sleep_ms;
+		MemoryContext old_context;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/* while the pass runs, any commit with a deadline wakes us again */
+		publish_next_wakeup(DT_NOEND);
+
+		now = GetCurrentTimestamp();
+		housekeeping = TimestampDifferenceExceeds(last_housekeeping, now, HOUSEKEEPING_MS);
+		old_context = MemoryContextSwitchTo(pass_context);
+
+		if (RecoveryInProgress())
+			wake = TimestampTzPlusMilliseconds(now, RETRY_MS);
+		else
+		{
+			PG_TRY();
+			{
+				TimestampTz next = run_pass(housekeeping);
+
+				if (housekeeping)
+					last_housekeeping = now;
+				if (next == DT_NOBEGIN)
+					wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RETRY_MS);
+				else
+				{
+					wake = TimestampTzPlusMilliseconds(last_housekeeping, HOUSEKEEPING_MS);
+					if (next != DT_NOEND && round_up_to_precision(next) < wake)
+						wake = round_up_to_precision(next);
+				}
+			}
+			PG_CATCH();
+			{
+				/* log it, roll back, and try again on the next pass */
+				MemoryContextSwitchTo(pass_context);
+				EmitErrorReport();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				pgstat_report_activity(STATE_IDLE, NULL);
+				wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RETRY_MS);
+			}
+			PG_END_TRY();
+		}
+
+		MemoryContextSwitchTo(old_context);
+		MemoryContextReset(pass_context);
+
+		publish_next_wakeup(wake);
+		now = GetCurrentTimestamp();
+		if (wake <= now)
+			continue;
+		/* round up, so that we never wake just before what we wait for */
+		sleep_ms = (long) ((wake - now + 999) / 1000);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+	}
+}
