@@ -1,0 +1,34 @@
+-- Installing asyncrr creates schema asyncrr with every user-facing object
+-- commented, and leaves nothing writable by PUBLIC.
+CREATE EXTENSION asyncrr;
+
+SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+ WHERE e.extname = 'asyncrr';
+
+-- every function and view a user calls or reads has a comment
+SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args,
+       obj_description(p.oid, 'pg_proc') IS NOT NULL AS commented
+  FROM pg_proc p WHERE p.pronamespace = 'asyncrr'::regnamespace AND p.proname !~ '^_'
+ ORDER BY 1, 2;
+SELECT c.relname, c.relkind, obj_description(c.oid, 'pg_class') IS NOT NULL AS commented
+  FROM pg_class c WHERE c.relnamespace = 'asyncrr'::regnamespace AND c.relkind IN ('r', 'v')
+ ORDER BY 1;
+
+-- no table or view of asyncrr grants PUBLIC anything but SELECT on a view
+SELECT c.relname, a.privilege_type
+  FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+ WHERE c.relnamespace = 'asyncrr'::regnamespace AND a.grantee = 0
+ ORDER BY 1, 2;
+
+-- no internal function is executable by PUBLIC (but the pure channel name)
+SELECT p.proname
+  FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+ WHERE p.pronamespace = 'asyncrr'::regnamespace AND p.proname ~ '^_' AND a.grantee = 0
+ ORDER BY 1;
+
+-- user-facing functions run with a pinned search_path
+SELECT p.proname FROM pg_proc p
+ WHERE p.pronamespace = 'asyncrr'::regnamespace
+   AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)
+   AND p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c')
+ ORDER BY 1;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs every asyncrr test suite on throwaway clusters.
+#
+# Run as root on a fresh Debian 12 machine: installs what is missing
+# (apt), builds and installs the extension, then, as the postgres OS user
+# (initdb refuses root), runs on a copy of the tree:
+#   - pg_regress   sql/*.sql      (temp instance, test/regress.conf)
+#   - isolation    specs/*.spec   (temp instance, test/isolation.conf)
+#   - TAP          test/t/*.pl    (PostgreSQL::Test::Cluster clusters)
+# Exits non-zero if anything failed; the last line is "N passed, M failed".
+set -u
+cd "$(dirname "$(readlink -f "$0")")/.."
+top=$(pwd)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+
+say() { printf '\n=== %s\n' "$*"; }
+
+packages=(make gcc postgresql-15 postgresql-server-dev-15 libpq-dev libipc-run-perl
+          pgbouncer python3-psycopg)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	say "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || {
+		echo "could not install ${missing[*]}"; echo "0 passed, 1 failed"; exit 1; }
+fi
+# Debian's postgresql-common starts a cluster on 5432 on install; our
+# suites use their own ports and sockets and do not need it.
+
+say "building and installing asyncrr"
+make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null
+if ! make -s PG_CONFIG="$PG_CONFIG" >/dev/null || ! make -s PG_CONFIG="$PG_CONFIG" install >/dev/null; then
+	echo "build failed"; echo "0 passed, 1 failed"; exit 1
+fi
+
+work=$(mktemp -d /tmp/asyncrr-tests.XXXXXX)
+cp -a "$top"/. "$work/tree"
+chown -R postgres: "$work"
+trap 'rm -rf "$work"' EXIT
+as_pg() { (cd "$work/tree" && runuser -u postgres -- "$@"); }
+
+passed=0
+failed=0
+suite() {
+	local name=$1; shift
+	say "$name"
+	local log="$work/$name.log"
+	as_pg "$@" >"$log" 2>&1
+	local rc=$?
+	cat "$log"
+	local ok bad
+	case $name in
+	tap)
+		ok=$(grep -cE '^test/t/[^ ]+\.pl \.+ ok' "$log")
+		bad=$(grep -cE '^test/t/[^ ]+\.pl \.+ ' "$log")
+		bad=$((bad - ok)) ;;
+	*)
+		ok=$(grep -cE '\.\.\. ok' "$log")
+		bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$log") ;;
+	esac
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	# keep what pg_regress produced, where a developer looks for it
+	for r in results output_iso; do
+		[ -d "$work/tree/$r" ] && { rm -rf "${top:?}/$r"; cp -a "$work/tree/$r" "$top/$r"; }
+	done
+	for d in "$work"/tree/regression.diffs "$work"/tree/output_iso/regression.diffs; do
+		[ -s "$d" ] && { echo "--- $d"; head -c 20000 "$d"; rm -f "$d"; }
+	done
+	[ "$name" = tap ] && [ "$rc" -ne 0 ] && for l in "$work"/tree/tmp_check/log/regress_log_*; do
+		[ -f "$l" ] && { echo "--- $l (tail)"; tail -n 60 "$l"; }
+	done
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+}
+
+suite regress   make -s PG_CONFIG="$PG_CONFIG" installcheck ISOLATION= TAP_TESTS=
+suite isolation make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= TAP_TESTS=
+if ls "$work"/tree/test/t/*.pl >/dev/null 2>&1; then
+	suite tap   make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= ISOLATION= PROVE_FLAGS="-I test/perl"
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
