@@ -63,6 +63,8 @@ suite() {
 	esac
 	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
 	# keep what pg_regress produced, where a developer looks for it
+	rm -rf "${top:?}/log"
+	[ -d "$work/tree/tmp_check/log" ] && cp -a "$work/tree/tmp_check/log" "$top/log"
 	for r in results output_iso; do
 		[ -d "$work/tree/$r" ] && { rm -rf "${top:?}/$r"; cp -a "$work/tree/$r" "$top/$r"; }
 	done

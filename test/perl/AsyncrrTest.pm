@@ -1,0 +1,68 @@
+# AsyncrrTest: what the asyncrr TAP tests share.
+#
+#   my $node = AsyncrrTest::new_node('main');   # initialized, asyncrr preloaded
+#   $node->start;
+#   AsyncrrTest::install($node);                # CREATE EXTENSION, wait for the worker
+#   my $pid = AsyncrrTest::worker_pid($node);
+package AsyncrrTest;
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# A new cluster with asyncrr preloaded and its worker on database postgres.
+sub new_node
+{
+	my ($name, %init) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%init);
+	$node->append_conf(
+		'postgresql.conf', qq{
+shared_preload_libraries = 'asyncrr'
+asyncrr.database = 'postgres'
+asyncrr.precision = '100ms'
+asyncrr.orphan_grace = '1s'
+restart_after_crash = on
+});
+	return $node;
+}
+
+sub install
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', 'CREATE EXTENSION asyncrr');
+	wait_for_worker($node);
+}
+
+# The worker's PID, or '' when none runs.
+sub worker_pid
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'asyncrr worker'");
+}
+
+# Waits until a worker runs whose PID is not $old_pid; returns its PID.
+sub wait_for_worker
+{
+	my ($node, $old_pid) = @_;
+	$old_pid //= 0;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity
+		  WHERE backend_type = 'asyncrr worker' AND pid <> $old_pid")
+	  or die "no asyncrr worker came up";
+	return worker_pid($node);
+}
+
+# Waits until the request has the given state.
+sub wait_for_state
+{
+	my ($node, $id, $state) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT state FROM asyncrr.request WHERE correlation_id = '$id'", $state);
+}
+
+1;

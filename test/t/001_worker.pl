@@ -1,0 +1,104 @@
+# The asyncrr background worker as a process: visible in pg_stat_activity,
+# back after SIGKILL (a crash restart) and after SIGTERM, survives a server
+# restart with live requests, and logs a failing pass instead of dying.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use AsyncrrTest;
+
+my $node = AsyncrrTest::new_node('worker');
+$node->start;
+AsyncrrTest::install($node);
+
+# Visible, with asyncrr in its backend type and application name.
+is( $node->safe_psql('postgres',
+		"SELECT backend_type || '|' || application_name || '|' || datname
+		   FROM pg_stat_activity WHERE backend_type LIKE 'asyncrr%'"),
+	'asyncrr worker|asyncrr worker|postgres',
+	'worker visible in pg_stat_activity');
+
+$node->safe_psql('postgres',
+	"SELECT asyncrr.create_queue('q', default_timeout => '1 second', lease => '1 second')");
+
+# SIGKILL: the postmaster restarts the cluster, the worker comes back and
+# still ends requests at their deadline.
+my $pid = AsyncrrTest::worker_pid($node);
+kill 'KILL', $pid;
+my $new_pid = AsyncrrTest::wait_for_worker($node, $pid);
+isnt($new_pid, $pid, 'worker back after SIGKILL');
+my $id = $node->safe_psql('postgres', "SELECT asyncrr.submit('q', '{}')");
+ok(AsyncrrTest::wait_for_state($node, $id, 'timed_out'),
+	'worker restarted after SIGKILL still times requests out');
+
+# SIGTERM (pg_terminate_backend): the worker ends cleanly and is started
+# again within seconds; no crash restart.
+my $bgwriter_before = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'background writer'");
+$pid = AsyncrrTest::worker_pid($node);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+$new_pid = AsyncrrTest::wait_for_worker($node, $pid);
+isnt($new_pid, $pid, 'worker back after SIGTERM');
+is( $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'background writer'"),
+	$bgwriter_before,
+	'SIGTERM of the worker is no crash: the cluster was not restarted');
+
+# A server restart with live requests: pending ones still time out after it,
+# and a claim whose lease ran out during the downtime goes back to pending.
+my $pending = $node->safe_psql('postgres',
+	"SELECT asyncrr.submit('q', '{\"n\": 1}', timeout => '3 seconds')");
+my $claimed = $node->safe_psql('postgres',
+	"SELECT asyncrr.submit('q', '{\"n\": 2}', timeout => '1 hour')");
+$node->safe_psql('postgres', "SELECT count(*) FROM asyncrr.claim('q', 10, lease => '1 second')");
+$node->restart;
+AsyncrrTest::wait_for_worker($node);
+ok(AsyncrrTest::wait_for_state($node, $pending, 'timed_out'),
+	'a request live across a restart times out after it');
+ok(AsyncrrTest::wait_for_state($node, $claimed, 'pending'),
+	'a claim whose lease ran out across a restart goes back to pending');
+is( $node->safe_psql('postgres',
+		"SELECT reason || ' ' || attempt FROM asyncrr.dead_letters WHERE correlation_id = '$pending'"),
+	'timeout 1',
+	'its dead letter keeps the attempt');
+
+# An error inside a pass is logged and retried on the next pass: the worker
+# does not exit.
+$pid = AsyncrrTest::worker_pid($node);
+my $log_offset = -s $node->logfile;
+$node->safe_psql('postgres',
+	"ALTER FUNCTION asyncrr._expire_deadlines(integer) RENAME TO _expire_deadlines_away");
+$id = $node->safe_psql('postgres',
+	"SELECT asyncrr.submit('q', '{}', timeout => '1 second')");
+ok( $node->wait_for_log(qr/function asyncrr\._expire_deadlines\(integer\) does not exist/,
+		$log_offset),
+	'a failing pass is logged');
+is(AsyncrrTest::worker_pid($node), $pid, 'the worker keeps running after a failing pass');
+$node->safe_psql('postgres',
+	"ALTER FUNCTION asyncrr._expire_deadlines_away(integer) RENAME TO _expire_deadlines");
+ok(AsyncrrTest::wait_for_state($node, $id, 'timed_out'),
+	'the next pass after the error does the work');
+
+# SIGHUP: a reloaded setting reaches the worker (retention 1s removes a
+# request whose reply was taken and whose dead letter was purged).
+$id = $node->safe_psql('postgres',
+	"SELECT asyncrr.submit('q', '{}', timeout => '1 second', correlation_id => gen_random_uuid())");
+ok(AsyncrrTest::wait_for_state($node, $id, 'timed_out'), 'request timed out');
+$node->safe_psql('postgres',
+	"UPDATE asyncrr.request SET taken_at = now() WHERE correlation_id = '$id';
+	 SELECT asyncrr.purge_dead_letters('0')");
+is($node->safe_psql('postgres', "SELECT count(*) FROM asyncrr.request WHERE correlation_id = '$id'"),
+	'1', 'kept under the default retention of 1 hour');
+$node->append_conf('postgresql.conf', "asyncrr.retention = '1s'");
+$node->reload;
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM asyncrr.request WHERE correlation_id = '$id'"),
+	'a setting changed by SIGHUP is used by the worker');
+
+# The worker ends with the server: a fast shutdown is not held up by it.
+$node->stop('fast');
+ok(1, 'server stopped with the worker running');
+
+done_testing();
