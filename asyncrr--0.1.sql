@@ -185,15 +185,16 @@ DECLARE
     q asyncrr.queue;
 BEGIN
     PERFORM asyncrr._check_not_null('queue name', queue_name);
+    -- drop_queue takes this lock exclusively: no request can slip into a
+    -- queue that is being dropped.  Taken before the row is read, so that
+    -- a drop in flight is waited for and then seen.
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(1634954866, pg_catalog.hashtext(_queue.queue_name));
     SELECT * INTO q FROM asyncrr.queue WHERE queue.queue_name = _queue.queue_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'queue "%" does not exist', queue_name
             USING ERRCODE = 'undefined_object',
                   HINT = 'Create it with asyncrr.create_queue().';
     END IF;
-    -- drop_queue takes this lock exclusively: no request can slip into a
-    -- queue that is being dropped.
-    PERFORM pg_catalog.pg_advisory_xact_lock_shared(1634954866, pg_catalog.hashtext(q.queue_name));
     RETURN q;
 END
 $$;
@@ -386,9 +387,10 @@ DECLARE
     id uuid;
 BEGIN
     PERFORM asyncrr._check_not_null('force', drop_queue.force);
+    -- wait for submits (and drops) in flight to this queue, and keep new
+    -- ones out; taken before _queue() reads the row
+    PERFORM pg_catalog.pg_advisory_xact_lock(1634954866, pg_catalog.hashtext(drop_queue.queue_name));
     q := asyncrr._queue(drop_queue.queue_name);
-    -- wait for submits in flight to this queue, and keep new ones out
-    PERFORM pg_catalog.pg_advisory_xact_lock(1634954866, pg_catalog.hashtext(q.queue_name));
 
     SELECT count(*) INTO live FROM asyncrr.request
      WHERE queue_name = q.queue_name AND state IN ('pending', 'claimed');
