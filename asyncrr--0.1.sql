@@ -460,21 +460,28 @@ BEGIN
         PERFORM asyncrr._check_size('headers', submit.headers);
     END IF;
 
-    inbox := asyncrr._current_inbox();
-    IF inbox.inbox_name IS NULL THEN
-        inbox := asyncrr._open_inbox(asyncrr._session_inbox_name(), false);
+    -- a repeat of a known id writes nothing, not even a session inbox
+    SELECT * INTO old FROM asyncrr.request WHERE correlation_id = id;
+    IF NOT FOUND THEN
+        inbox := asyncrr._current_inbox();
+        IF inbox.inbox_name IS NULL THEN
+            inbox := asyncrr._open_inbox(asyncrr._session_inbox_name(), false);
+        END IF;
+
+        INSERT INTO asyncrr.request
+               (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,
+                state, max_attempts, submitted_at, timeout, deadline)
+        VALUES (id, q.queue_name, inbox.inbox_name, session_user, submit.payload, submit.headers,
+                submit.priority, 'pending', q.max_attempts, now(), t, now() + t)
+        ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            -- a concurrent submit of the same id committed first
+            SELECT * INTO old FROM asyncrr.request WHERE correlation_id = id;
+        END IF;
     END IF;
 
-    INSERT INTO asyncrr.request
-           (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,
-            state, max_attempts, submitted_at, timeout, deadline)
-    VALUES (id, q.queue_name, inbox.inbox_name, session_user, submit.payload, submit.headers,
-            submit.priority, 'pending', q.max_attempts, now(), t, now() + t)
-    ON CONFLICT DO NOTHING;
-
-    IF NOT FOUND THEN
+    IF old.correlation_id IS NOT NULL THEN
         -- the id exists: the same request again is a no-op, anything else a conflict
-        SELECT * INTO old FROM asyncrr.request WHERE correlation_id = id;
         IF old.queue_name IS DISTINCT FROM q.queue_name OR old.payload IS DISTINCT FROM submit.payload THEN
             RAISE EXCEPTION 'correlation id "%" is already used by a different request', id
                 USING ERRCODE = 'unique_violation',

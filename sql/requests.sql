@@ -119,6 +119,20 @@ SELECT asyncrr.cancel(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS rows FROM asyncrr.status(NULL);
 
+-- A repeated submit from a new session (say, a client retrying after a
+-- reconnect) also writes nothing: not even a session inbox for the new
+-- session.
+\c
+\set VERBOSITY terse
+SELECT asyncrr.submit('rq_main', '{"op": "add", "a": 1, "b": 2}',
+                      correlation_id => 'b1000000-0000-0000-0000-000000000001');
+SELECT count(*) AS my_inboxes FROM asyncrr.inbox WHERE holder_pid = pg_backend_pid();
+SELECT count(*) AS listening FROM pg_listening_channels();
+SELECT asyncrr.submit('rq_main', '{"op": "other"}',
+                      correlation_id => 'b1000000-0000-0000-0000-000000000001');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS my_inboxes FROM asyncrr.inbox WHERE holder_pid = pg_backend_pid();
+
 -- clean up
 SELECT asyncrr.drop_queue('rq_main');
 SELECT asyncrr.drop_queue('rq_other');
