@@ -185,15 +185,16 @@ DECLARE
     q asyncrr.queue;
 BEGIN
     PERFORM asyncrr._check_not_null('queue name', queue_name);
+    -- drop_queue takes this lock exclusively: no request can slip into a
+    -- queue that is being dropped.  Taken before the row is read, so that
+    -- a drop in flight is waited for and then seen.
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(1634954866, pg_catalog.hashtext(_queue.queue_name));
     SELECT * INTO q FROM asyncrr.queue WHERE queue.queue_name = _queue.queue_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'queue "%" does not exist', queue_name
             USING ERRCODE = 'undefined_object',
                   HINT = 'Create it with asyncrr.create_queue().';
     END IF;
-    -- drop_queue takes this lock exclusively: no request can slip into a
-    -- queue that is being dropped.
-    PERFORM pg_catalog.pg_advisory_xact_lock_shared(1634954866, pg_catalog.hashtext(q.queue_name));
     RETURN q;
 END
 $$;
@@ -386,9 +387,10 @@ DECLARE
     id uuid;
 BEGIN
     PERFORM asyncrr._check_not_null('force', drop_queue.force);
+    -- wait for submits (and drops) in flight to this queue, and keep new
+    -- ones out; taken before _queue() reads the row
+    PERFORM pg_catalog.pg_advisory_xact_lock(1634954866, pg_catalog.hashtext(drop_queue.queue_name));
     q := asyncrr._queue(drop_queue.queue_name);
-    -- wait for submits in flight to this queue, and keep new ones out
-    PERFORM pg_catalog.pg_advisory_xact_lock(1634954866, pg_catalog.hashtext(q.queue_name));
 
     SELECT count(*) INTO live FROM asyncrr.request
      WHERE queue_name = q.queue_name AND state IN ('pending', 'claimed');
@@ -458,21 +460,28 @@ BEGIN
         PERFORM asyncrr._check_size('headers', submit.headers);
     END IF;
 
-    inbox := asyncrr._current_inbox();
-    IF inbox.inbox_name IS NULL THEN
-        inbox := asyncrr._open_inbox(asyncrr._session_inbox_name(), false);
+    -- a repeat of a known id writes nothing, not even a session inbox
+    SELECT * INTO old FROM asyncrr.request WHERE correlation_id = id;
+    IF NOT FOUND THEN
+        inbox := asyncrr._current_inbox();
+        IF inbox.inbox_name IS NULL THEN
+            inbox := asyncrr._open_inbox(asyncrr._session_inbox_name(), false);
+        END IF;
+
+        INSERT INTO asyncrr.request
+               (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,
+                state, max_attempts, submitted_at, timeout, deadline)
+        VALUES (id, q.queue_name, inbox.inbox_name, session_user, submit.payload, submit.headers,
+                submit.priority, 'pending', q.max_attempts, now(), t, now() + t)
+        ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            -- a concurrent submit of the same id committed first
+            SELECT * INTO old FROM asyncrr.request WHERE correlation_id = id;
+        END IF;
     END IF;
 
-    INSERT INTO asyncrr.request
-           (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,
-            state, max_attempts, submitted_at, timeout, deadline)
-    VALUES (id, q.queue_name, inbox.inbox_name, session_user, submit.payload, submit.headers,
-            submit.priority, 'pending', q.max_attempts, now(), t, now() + t)
-    ON CONFLICT DO NOTHING;
-
-    IF NOT FOUND THEN
+    IF old.correlation_id IS NOT NULL THEN
         -- the id exists: the same request again is a no-op, anything else a conflict
-        SELECT * INTO old FROM asyncrr.request WHERE correlation_id = id;
         IF old.queue_name IS DISTINCT FROM q.queue_name OR old.payload IS DISTINCT FROM submit.payload THEN
             RAISE EXCEPTION 'correlation id "%" is already used by a different request', id
                 USING ERRCODE = 'unique_violation',
