@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# asyncrr demo: two requesters and one worker exchange requests and replies
+# on a throwaway PostgreSQL 15 cluster.
+#
+# Run as root on a fresh Debian 12 machine:   sudo bash demo/run.sh
+#
+# It installs what is missing (apt), builds and installs the extension,
+# starts a cluster in a temporary directory as the postgres OS user (initdb
+# refuses root) with asyncrr in shared_preload_libraries, runs demo/demo.py,
+# shows the views, then stops the cluster and removes the directory.
+# Exits 0 on success, non-zero on any failure.  Re-runnable.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+top=$(pwd)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGBIN=/usr/lib/postgresql/15/bin
+
+say() { printf '\n=== %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "run as root: sudo bash demo/run.sh" >&2
+	exit 1
+fi
+
+# 1. packages
+packages=(postgresql-15 postgresql-server-dev-15 libpq-dev make gcc python3-psycopg)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	say "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 2. build and install
+say "building and installing asyncrr"
+make -s PG_CONFIG="$PG_CONFIG" >/dev/null
+make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+echo "installed $("$PG_CONFIG" --pkglibdir)/asyncrr.so"
+
+# 3. a throwaway cluster, removed on exit whatever happens
+work=$(mktemp -d /tmp/asyncrr-demo.XXXXXX)
+chown postgres: "$work"
+as_pg() { (cd "$work" && runuser -u postgres -- "$@"); }
+cleanup() {
+	local rc=$?
+	if [ -f "$work/data/postmaster.pid" ]; then
+		as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
+	fi
+	if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
+		echo "--- server log (tail)"; tail -n 30 "$work/server.log"
+	fi
+	rm -rf "$work"
+	[ "$rc" -eq 0 ] && echo "demo finished: cluster stopped, $work removed" \
+		|| echo "demo FAILED (exit $rc)" >&2
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# a free loopback port, 5497 if possible
+port=5497
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+	port=$((port + 1))
+done
+
+say "starting a throwaway cluster in $work (port $port)"
+as_pg "$PGBIN/initdb" -D "$work/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+cat >>"$work/data/postgresql.conf" <<EOF
+
+# asyncrr demo
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work'
+shared_preload_libraries = 'asyncrr'
+asyncrr.database = 'postgres'
+EOF
+as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
+
+export PGHOST="$work" PGPORT="$port" PGDATABASE=postgres PGUSER=postgres
+psql() { as_pg env PGHOST="$PGHOST" PGPORT="$PGPORT" PGDATABASE="$PGDATABASE" PGUSER="$PGUSER" \
+	"$PGBIN/psql" -X -v ON_ERROR_STOP=1 -q "$@"; }
+
+say "CREATE EXTENSION asyncrr; a queue"
+psql -e <<'SQL'
+CREATE EXTENSION asyncrr;
+SELECT asyncrr.create_queue('demo.text', default_timeout => '10 seconds', lease => '5 seconds');
+SQL
+psql -c "SELECT backend_type, datname FROM pg_stat_activity WHERE backend_type = 'asyncrr worker'"
+
+# 4. two requesters and a worker (demo/demo.py, run as postgres from a copy)
+say "two requesters (A, B) and one worker"
+cp "$top/demo/demo.py" "$work/demo.py"
+chown postgres: "$work/demo.py"
+as_pg env PGHOST="$PGHOST" PGPORT="$PGPORT" PGDATABASE="$PGDATABASE" PGUSER="$PGUSER" \
+	PYTHONIOENCODING=utf-8 PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 "$work/demo.py"
+
+# 5. the views.  The background worker releases the inboxes of the ended
+# sessions on its next housekeeping pass (about once a second).
+for _ in $(seq 50); do
+	held=$(psql -At -c "SELECT count(*) FROM asyncrr.inboxes WHERE holder_pid IS NOT NULL")
+	[ "$held" = 0 ] && break
+	sleep 0.1
+done
+
+say "the views"
+psql -e <<'SQL'
+SELECT * FROM asyncrr.queue_stats;
+SELECT name, channel, durable, holder_pid, untaken_replies, live_requests FROM asyncrr.inboxes ORDER BY name;
+\x on
+SELECT * FROM asyncrr.dead_letters;
+\x off
+SQL
+
+say "the API"
+psql -c "\\pset format wrapped" -c "\\pset columns 160" -c "\\df asyncrr.[a-z]*"
