@@ -967,14 +967,18 @@ BEGIN
               LIMIT batch_size
               FOR UPDATE OF q SKIP LOCKED
     LOOP
-        INSERT INTO asyncrr.dead_letter
-               (correlation_id, queue_name, inbox_name, owner_role, reason, payload, headers,
-                priority, timeout, attempt, worker, last_error, reply, late_reply, submitted_at,
-                dead_lettered_at)
-        VALUES (r.correlation_id, r.queue_name, r.inbox_name, r.owner_role, 'requester_gone',
-                r.payload, r.headers, r.priority, r.timeout, r.attempt, r.worker, r.error,
-                r.reply, r.late_reply, r.submitted_at, now())
-        ON CONFLICT (correlation_id) DO NOTHING;   -- already a dead letter (timeout, ...)
+        -- a request that was already dead-lettered (timeout, max_attempts,
+        -- ...) keeps that one dead letter, even if it was since redriven
+        -- or purged: its reply is only dropped from the inbox
+        IF r.dead_letter_reason IS NULL THEN
+            INSERT INTO asyncrr.dead_letter
+                   (correlation_id, queue_name, inbox_name, owner_role, reason, payload, headers,
+                    priority, timeout, attempt, worker, last_error, reply, late_reply, submitted_at,
+                    dead_lettered_at)
+            VALUES (r.correlation_id, r.queue_name, r.inbox_name, r.owner_role, 'requester_gone',
+                    r.payload, r.headers, r.priority, r.timeout, r.attempt, r.worker, r.error,
+                    r.reply, r.late_reply, r.submitted_at, now());
+        END IF;
         UPDATE asyncrr.request
            SET taken_at = now(), dead_letter_reason = coalesce(dead_letter_reason, 'requester_gone')
          WHERE correlation_id = r.correlation_id;

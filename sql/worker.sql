@@ -87,6 +87,11 @@ UNLISTEN *;  -- the session inbox's channel has this backend's PID in it
 SELECT asyncrr.submit('worker_q', '{"n": 6}', timeout => '1 minute', correlation_id => '00000000-0000-0000-0003-000000000002');
 SELECT count(*) FROM asyncrr.claim('worker_q', 2, lease => '1 hour');
 SELECT asyncrr.complete('00000000-0000-0000-0003-000000000001', '{"done": 5}');
+-- a request that timed out and was redriven keeps no dead letter
+SELECT asyncrr.submit('worker_q', '{"n": 8}', timeout => '1 second', correlation_id => '00000000-0000-0000-0003-000000000004');
+SELECT wait_until($$SELECT state = 'timed_out' FROM asyncrr.request
+                    WHERE correlation_id = '00000000-0000-0000-0003-000000000004'$$);
+SELECT asyncrr.redrive('00000000-0000-0000-0003-000000000004') IS NOT NULL AS redriven;
 \c
 -- the first reply waits in a dead session's inbox; the second request is
 -- still live, and its reply follows the same path when it comes
@@ -98,6 +103,14 @@ SELECT wait_until($$SELECT count(*) = 2 FROM asyncrr.dead_letters
 SELECT correlation_id, reason, reply FROM asyncrr.dead_letters
  WHERE correlation_id::text LIKE '00000000-0000-0000-0003-%' ORDER BY 1;
 SELECT correlation_id, state, dead_letter_reason FROM asyncrr.status('00000000-0000-0000-0003-000000000001');
+-- the redriven request's timed_out reply is dropped from the dead inbox,
+-- but it does not come back as a dead letter (it would be redriven twice)
+SELECT wait_until($$SELECT taken_at IS NOT NULL FROM asyncrr.request
+                    WHERE correlation_id = '00000000-0000-0000-0003-000000000004'$$);
+SELECT count(*) AS dead_letters_of_redriven FROM asyncrr.dead_letter
+ WHERE correlation_id = '00000000-0000-0000-0003-000000000004';
+SELECT state, dead_letter_reason FROM asyncrr.request
+ WHERE redriven_from = '00000000-0000-0000-0003-000000000004';
 -- and once nothing is left in it, the session inbox itself goes away
 SELECT wait_until($$SELECT NOT EXISTS (SELECT 1 FROM asyncrr.inboxes i
                      WHERE NOT i.durable AND i.holder_pid IS NULL)$$);

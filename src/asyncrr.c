@@ -5,7 +5,8 @@
  *
  * asyncrr works when loaded on demand (CREATE EXTENSION and every SQL
  * function), but only shared_preload_libraries gives it its background
- * worker, which ends timed-out requests and expired leases.
+ * worker, which ends timed-out requests and expired leases, and the
+ * shared memory through which commits wake that worker.
  *
  * src/asyncrr.c
  *
@@ -32,8 +33,6 @@ int			asyncrr_orphan_grace = 30;
 int			asyncrr_precision = 1000;
 int			asyncrr_batch_size = 1000;
 char	   *asyncrr_database = NULL;
-
-bool		asyncrr_preloaded = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -107,13 +106,18 @@ define_settings(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("asyncrr.database",
-							   "Database in which the asyncrr background worker runs.",
-							   NULL,
-							   &asyncrr_database,
-							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
+	/*
+	 * The worker's database can only be set at server start, and only a
+	 * preloaded library may define such a setting.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("asyncrr.database",
+								   "Database in which the asyncrr background worker runs.",
+								   NULL,
+								   &asyncrr_database,
+								   "postgres",
+								   PGC_POSTMASTER, 0,
+								   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("asyncrr");
 }
@@ -123,9 +127,9 @@ _PG_init(void)
 {
 	define_settings();
 
+	/* loaded on demand: the SQL functions work, but there is no worker */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-	asyncrr_preloaded = true;
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = request_shmem;

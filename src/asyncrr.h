@@ -28,13 +28,9 @@ extern int	asyncrr_precision;
 extern int	asyncrr_batch_size;
 extern char *asyncrr_database;
 
-/* true when loaded through shared_preload_libraries */
-extern bool asyncrr_preloaded;
-
 /* worker.c */
 extern void asyncrr_register_worker(void);
 extern void asyncrr_shmem_request(void);
 extern void asyncrr_shmem_startup(void);
-extern void asyncrr_wake_worker_at_commit(void);
 
 #endif							/* ASYNCRR_H */

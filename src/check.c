@@ -87,9 +87,10 @@ asyncrr_check_size(PG_FUNCTION_ARGS)
 	if (size > (Size) asyncrr_max_payload_bytes)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s of %zu bytes exceeds asyncrr.max_payload_bytes",
+				 errmsg("%s too large: %zu bytes",
 						text_to_cstring(PG_GETARG_TEXT_PP(0)), size),
-				 errdetail("The limit is %d bytes.", asyncrr_max_payload_bytes),
+				 errdetail("asyncrr.max_payload_bytes allows %d bytes.",
+						   asyncrr_max_payload_bytes),
 				 errhint("Store large documents elsewhere and send a reference, or raise asyncrr.max_payload_bytes.")));
 	PG_RETURN_VOID();
 }

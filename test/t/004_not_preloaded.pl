@@ -1,0 +1,43 @@
+# Without shared_preload_libraries asyncrr still installs and every SQL
+# function works (the library loads on demand); there is just no
+# background worker, so nothing is timed out.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('on_demand');
+$node->init;
+$node->start;
+
+$node->safe_psql('postgres', 'CREATE EXTENSION asyncrr');
+pass('CREATE EXTENSION works without shared_preload_libraries');
+
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'asyncrr worker'"),
+	'0', 'no background worker');
+
+my $out = $node->safe_psql('postgres', q{
+	SELECT asyncrr.create_queue('q', default_timeout => '1 second');
+	SELECT asyncrr.open_inbox('r');
+	SELECT asyncrr.submit('q', '{"x": 1}', correlation_id => '00000000-0000-0000-0000-000000000001');
+	SELECT attempt FROM asyncrr.claim('q');
+	SELECT asyncrr.complete('00000000-0000-0000-0000-000000000001', '{"y": 2}');
+	SELECT status || ' ' || reply::text FROM asyncrr.take_replies();
+});
+like($out, qr/completed \{"y": 2\}$/, 'a whole round trip works when loaded on demand');
+
+# settings are known (and reserved) once the library is loaded
+is($node->safe_psql('postgres', "LOAD 'asyncrr'; SHOW asyncrr.max_payload_bytes"),
+	'1MB', 'settings defined when loaded on demand');
+
+my $id = $node->safe_psql('postgres',
+	"SELECT asyncrr.submit('q', '{}', timeout => '1 second')");
+sleep 2;
+is($node->safe_psql('postgres', "SELECT state FROM asyncrr.status('$id')"),
+	'pending', 'without the worker, a request past its deadline stays pending');
+
+$node->stop;
+done_testing();
