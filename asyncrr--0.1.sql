@@ -138,6 +138,20 @@ CREATE FUNCTION asyncrr._unlisten(channel text) RETURNS void
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_unlisten';
 CREATE FUNCTION asyncrr._note_deadline(at timestamptz) RETURNS void
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_note_deadline';
+CREATE FUNCTION asyncrr._wait_register_reply(correlation_id uuid) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_wait_register_reply';
+CREATE FUNCTION asyncrr._wait_register_work(queue_name text) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_wait_register_work';
+CREATE FUNCTION asyncrr._wait_reset() RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'asyncrr_wait_reset';
+CREATE FUNCTION asyncrr._wait_sleep(until timestamptz) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_wait_sleep';
+CREATE FUNCTION asyncrr._wait_unregister() RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'asyncrr_wait_unregister';
+CREATE FUNCTION asyncrr._wake_work_at_commit(queue_name text) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_wake_work_at_commit';
+CREATE FUNCTION asyncrr._call_precheck(what text) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_call_precheck';
 
 ------------------------------------------------------------------------------
 -- Internal helpers, in SQL.
@@ -178,7 +192,7 @@ $$;
 
 -- The queue, share-locked against a concurrent drop_queue until commit.
 -- Unknown and NULL names are refused here, for every caller.
-CREATE FUNCTION asyncrr._queue(queue_name text) RETURNS asyncrr.queue
+CREATE FUNCTION asyncrr._queue(queue_name text, lock boolean DEFAULT true) RETURNS asyncrr.queue
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -188,7 +202,9 @@ BEGIN
     -- drop_queue takes this lock exclusively: no request can slip into a
     -- queue that is being dropped.  Taken before the row is read, so that
     -- a drop in flight is waited for and then seen.
-    PERFORM pg_catalog.pg_advisory_xact_lock_shared(1634954866, pg_catalog.hashtext(_queue.queue_name));
+    IF lock THEN
+        PERFORM pg_catalog.pg_advisory_xact_lock_shared(1634954866, pg_catalog.hashtext(_queue.queue_name));
+    END IF;
     SELECT * INTO q FROM asyncrr.queue WHERE queue.queue_name = _queue.queue_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'queue "%" does not exist', queue_name
@@ -433,46 +449,50 @@ $$;
 COMMENT ON FUNCTION asyncrr.open_inbox(text) IS
     'open this session''s reply inbox (NULL: a session inbox; a name: a durable inbox), LISTEN on it, return its channel';
 
-CREATE FUNCTION asyncrr.submit(queue_name text, payload jsonb, timeout interval DEFAULT NULL,
-                               correlation_id uuid DEFAULT NULL, priority integer DEFAULT 0,
-                               headers jsonb DEFAULT NULL) RETURNS uuid
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Submit for asyncrr.submit (inbox_name NULL: this session's inbox, opened
+-- if need be) and for CALL asyncrr.call (the call inbox).
+CREATE FUNCTION asyncrr._submit(queue_name text, payload jsonb, timeout interval,
+                                correlation_id uuid, priority integer, headers jsonb,
+                                inbox_name text) RETURNS uuid
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    q asyncrr.queue := asyncrr._queue(submit.queue_name);
-    t interval := coalesce(submit.timeout, q.default_timeout);
-    id uuid := coalesce(submit.correlation_id, pg_catalog.gen_random_uuid());
-    inbox asyncrr.inbox;
+    q asyncrr.queue := asyncrr._queue(_submit.queue_name);
+    t interval := coalesce(_submit.timeout, q.default_timeout);
+    id uuid := coalesce(_submit.correlation_id, pg_catalog.gen_random_uuid());
+    inbox text := _submit.inbox_name;
     old asyncrr.request;
 BEGIN
-    PERFORM asyncrr._check_not_null('payload', submit.payload);
-    PERFORM asyncrr._check_size('payload', submit.payload);
+    PERFORM asyncrr._check_not_null('payload', _submit.payload);
+    PERFORM asyncrr._check_size('payload', _submit.payload);
     PERFORM asyncrr._check_positive('timeout', t);
-    PERFORM asyncrr._check_not_null('priority', submit.priority);
-    IF submit.headers IS NOT NULL THEN
-        IF pg_catalog.jsonb_typeof(submit.headers) <> 'object' THEN
+    PERFORM asyncrr._check_not_null('priority', _submit.priority);
+    IF _submit.headers IS NOT NULL THEN
+        IF pg_catalog.jsonb_typeof(_submit.headers) <> 'object' THEN
             RAISE EXCEPTION 'invalid headers: expected a JSON object, not %',
-                            pg_catalog.jsonb_typeof(submit.headers)
+                            pg_catalog.jsonb_typeof(_submit.headers)
                 USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = format('The headers given were %s.', pg_catalog.left(submit.headers::text, 100));
+                      DETAIL = format('The headers given were %s.', pg_catalog.left(_submit.headers::text, 100));
         END IF;
-        PERFORM asyncrr._check_size('headers', submit.headers);
+        PERFORM asyncrr._check_size('headers', _submit.headers);
     END IF;
 
     -- a repeat of a known id writes nothing, not even a session inbox
     SELECT * INTO old FROM asyncrr.request WHERE correlation_id = id;
     IF NOT FOUND THEN
-        inbox := asyncrr._current_inbox();
-        IF inbox.inbox_name IS NULL THEN
-            inbox := asyncrr._open_inbox(asyncrr._session_inbox_name(), false);
+        IF inbox IS NULL THEN
+            inbox := (asyncrr._current_inbox()).inbox_name;
+        END IF;
+        IF inbox IS NULL THEN
+            inbox := (asyncrr._open_inbox(asyncrr._session_inbox_name(), false)).inbox_name;
         END IF;
 
         INSERT INTO asyncrr.request
                (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,
                 state, max_attempts, submitted_at, timeout, deadline)
-        VALUES (id, q.queue_name, inbox.inbox_name, session_user, submit.payload, submit.headers,
-                submit.priority, 'pending', q.max_attempts, now(), t, now() + t)
+        VALUES (id, q.queue_name, inbox, session_user, _submit.payload, _submit.headers,
+                _submit.priority, 'pending', q.max_attempts, now(), t, now() + t)
         ON CONFLICT DO NOTHING;
         IF NOT FOUND THEN
             -- a concurrent submit of the same id committed first
@@ -482,7 +502,7 @@ BEGIN
 
     IF old.correlation_id IS NOT NULL THEN
         -- the id exists: the same request again is a no-op, anything else a conflict
-        IF old.queue_name IS DISTINCT FROM q.queue_name OR old.payload IS DISTINCT FROM submit.payload THEN
+        IF old.queue_name IS DISTINCT FROM q.queue_name OR old.payload IS DISTINCT FROM _submit.payload THEN
             RAISE EXCEPTION 'correlation id "%" is already used by a different request', id
                 USING ERRCODE = 'unique_violation',
                       DETAIL = format('That request went to queue "%s" with another payload or queue.', old.queue_name),
@@ -492,8 +512,16 @@ BEGIN
     END IF;
 
     PERFORM asyncrr._note_deadline(now() + t);
+    PERFORM asyncrr._wake_work_at_commit(q.queue_name);
     RETURN id;
 END
+$$;
+CREATE FUNCTION asyncrr.submit(queue_name text, payload jsonb, timeout interval DEFAULT NULL,
+                               correlation_id uuid DEFAULT NULL, priority integer DEFAULT 0,
+                               headers jsonb DEFAULT NULL) RETURNS uuid
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT asyncrr._submit($1, $2, $3, $4, $5, $6, NULL)
 $$;
 COMMENT ON FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb) IS
     'enqueue a request whose reply goes to this session''s inbox; idempotent per correlation id; returns the id';
@@ -608,19 +636,23 @@ COMMENT ON FUNCTION asyncrr.status(uuid) IS
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION asyncrr.claim(queue_name text, max_requests integer DEFAULT 1,
-                              lease interval DEFAULT NULL, worker text DEFAULT NULL)
+                              lease interval DEFAULT NULL, worker text DEFAULT NULL,
+                              wait interval DEFAULT NULL)
     RETURNS TABLE(correlation_id uuid, payload jsonb, headers jsonb, attempt integer,
                   deadline timestamptz, lease_until timestamptz)
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    q asyncrr.queue := asyncrr._queue(claim.queue_name);
+    -- no lock on the queue: a claim may sleep, and must not hold up drop_queue
+    q asyncrr.queue := asyncrr._queue(claim.queue_name, false);
     l interval := coalesce(claim.lease, q.lease);
     label text := coalesce(claim.worker,
                            nullif(pg_catalog.current_setting('application_name'), ''),
                            'pid ' || pg_catalog.pg_backend_pid());
     ids uuid[];
+    t timestamptz;
+    until timestamptz;
 BEGIN
     PERFORM asyncrr._check_not_null('max_requests', claim.max_requests);
     IF claim.max_requests < 1 THEN
@@ -629,31 +661,53 @@ BEGIN
                   DETAIL = 'max_requests must be at least 1.';
     END IF;
     PERFORM asyncrr._check_positive('lease', l);
+    IF claim.wait < interval '0' THEN
+        RAISE EXCEPTION 'invalid wait "%"', claim.wait
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The wait must not be negative.';
+    END IF;
+    IF claim.wait > interval '0' THEN
+        until := pg_catalog.clock_timestamp() + claim.wait;
+        PERFORM asyncrr._wait_register_work(q.queue_name);
+    END IF;
 
-    -- first requests whose last lease ran out and that have attempts left
-    -- (they have waited longest), then pending ones: highest priority
-    -- first, then oldest
-    ids := ARRAY(SELECT c.correlation_id FROM asyncrr.request c
-                  WHERE c.state = 'claimed' AND c.lease_until < now()
-                    AND c.queue_name = q.queue_name
-                    AND c.attempt < c.max_attempts AND c.deadline > now()
-                  ORDER BY c.lease_until
-                  LIMIT claim.max_requests
-                  FOR UPDATE SKIP LOCKED);
-    IF pg_catalog.cardinality(ids) < claim.max_requests THEN
-        ids := ids || ARRAY(SELECT c.correlation_id FROM asyncrr.request c
-                             WHERE c.state = 'pending' AND c.queue_name = q.queue_name
-                               AND c.deadline > now()
-                             ORDER BY c.priority DESC, c.submitted_at
-                             LIMIT claim.max_requests - pg_catalog.cardinality(ids)
-                             FOR UPDATE SKIP LOCKED);
+    LOOP
+        IF until IS NOT NULL THEN
+            PERFORM asyncrr._wait_reset();
+        END IF;
+        t := pg_catalog.clock_timestamp();
+        -- first requests whose last lease ran out and that have attempts left
+        -- (they have waited longest), then pending ones: highest priority
+        -- first, then oldest
+        ids := ARRAY(SELECT c.correlation_id FROM asyncrr.request c
+                      WHERE c.state = 'claimed' AND c.lease_until < t
+                        AND c.queue_name = q.queue_name
+                        AND c.attempt < c.max_attempts AND c.deadline > t
+                      ORDER BY c.lease_until
+                      LIMIT claim.max_requests
+                      FOR UPDATE SKIP LOCKED);
+        IF pg_catalog.cardinality(ids) < claim.max_requests THEN
+            ids := ids || ARRAY(SELECT c.correlation_id FROM asyncrr.request c
+                                 WHERE c.state = 'pending' AND c.queue_name = q.queue_name
+                                   AND c.deadline > t
+                                 ORDER BY c.priority DESC, c.submitted_at
+                                 LIMIT claim.max_requests - pg_catalog.cardinality(ids)
+                                 FOR UPDATE SKIP LOCKED);
+        END IF;
+        EXIT WHEN pg_catalog.cardinality(ids) > 0 OR until IS NULL
+               OR pg_catalog.clock_timestamp() >= until;
+        -- sleep until a commit makes work in this queue, or the wait ends
+        PERFORM asyncrr._wait_sleep(until);
+    END LOOP;
+    IF until IS NOT NULL THEN
+        PERFORM asyncrr._wait_unregister();
     END IF;
 
     RETURN QUERY
     WITH claimed AS (
         UPDATE asyncrr.request r
            SET state = 'claimed', attempt = r.attempt + 1, worker = label,
-               claimed_at = now(), lease_until = now() + l
+               claimed_at = t, lease_until = t + l
          WHERE r.correlation_id = ANY (ids)
         RETURNING r.correlation_id, r.payload, r.headers, r.attempt, r.deadline, r.lease_until,
                   r.priority, r.submitted_at
@@ -662,12 +716,12 @@ BEGIN
       FROM claimed c ORDER BY c.priority DESC, c.submitted_at;
 
     IF FOUND THEN
-        PERFORM asyncrr._note_deadline(now() + l);
+        PERFORM asyncrr._note_deadline(t + l);
     END IF;
 END
 $$;
-COMMENT ON FUNCTION asyncrr.claim(text, integer, interval, text) IS
-    'hand out up to max_requests requests of a queue under a lease, highest priority then oldest; concurrent claimers skip each other';
+COMMENT ON FUNCTION asyncrr.claim(text, integer, interval, text, interval) IS
+    'hand out up to max_requests requests of a queue under a lease, highest priority then oldest; concurrent claimers skip each other; with wait, sleep until work arrives';
 
 CREATE FUNCTION asyncrr.complete(correlation_id uuid, reply jsonb) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -720,6 +774,7 @@ BEGIN
     UPDATE asyncrr.request
        SET state = 'pending', lease_until = NULL, error = fail.error
      WHERE correlation_id = r.correlation_id;
+    PERFORM asyncrr._wake_work_at_commit(r.queue_name);
     RETURN 'retrying';
 END
 $$;
@@ -750,6 +805,153 @@ COMMENT ON FUNCTION asyncrr.extend_lease(uuid, interval) IS
     'heartbeat for long work: the claim''s lease now ends extra from now; returns the new end';
 
 ------------------------------------------------------------------------------
+-- Waiting without LISTEN (src/wait.c): a backend sleeps on its latch and
+-- the commit that records its reply, or makes work in its queue, wakes it.
+------------------------------------------------------------------------------
+
+-- Waits until the request has a reply and takes it, or until "until"; then
+-- returns the live state and takes nothing.  A reply taken already (by
+-- take_replies or another wait) is not handed out again.
+CREATE FUNCTION asyncrr._wait_reply(id uuid, until timestamptz)
+    RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text, finished_at timestamptz)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r asyncrr.request;
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'asyncrr.wait requires the READ COMMITTED isolation level'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A waiter must see replies committed after its transaction began.';
+    END IF;
+    PERFORM asyncrr._wait_register_reply(id);
+    LOOP
+        PERFORM asyncrr._wait_reset();
+        -- each statement sees what has committed by now
+        UPDATE asyncrr.request SET taken_at = pg_catalog.clock_timestamp()
+         WHERE correlation_id = id AND finished_at IS NOT NULL AND taken_at IS NULL
+        RETURNING * INTO r;
+        EXIT WHEN FOUND;
+        SELECT * INTO r FROM asyncrr.request WHERE correlation_id = id;
+        IF r.finished_at IS NOT NULL THEN
+            PERFORM asyncrr._wait_unregister();
+            RAISE EXCEPTION 'the reply to request "%" was already taken', r.correlation_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('The request ended as %s; see asyncrr.status().', r.state);
+        END IF;
+        IF pg_catalog.clock_timestamp() >= until THEN
+            PERFORM asyncrr._wait_unregister();
+            correlation_id := r.correlation_id;
+            status := r.state;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        PERFORM asyncrr._wait_sleep(until);
+    END LOOP;
+    PERFORM asyncrr._wait_unregister();
+    correlation_id := r.correlation_id;
+    status := r.state;
+    reply := r.reply;
+    error := r.error;
+    finished_at := r.finished_at;
+    RETURN NEXT;
+END
+$$;
+
+-- asyncrr.wait's checks: only an id of this session's inbox; any other id is
+-- answered exactly like an unknown one.
+CREATE FUNCTION asyncrr._wait(id uuid, timeout interval)
+    RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text, finished_at timestamptz)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    inbox text := (asyncrr._current_inbox()).inbox_name;
+BEGIN
+    PERFORM asyncrr._check_not_null('correlation id', id);
+    PERFORM asyncrr._check_not_null('timeout', timeout);
+    IF timeout < interval '0' THEN
+        RAISE EXCEPTION 'invalid timeout "%"', timeout
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The timeout must not be negative.';
+    END IF;
+    IF inbox IS NULL OR NOT EXISTS (SELECT 1 FROM asyncrr.request
+                                     WHERE correlation_id = id AND inbox_name = inbox) THEN
+        RAISE EXCEPTION 'request "%" does not exist', id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN QUERY SELECT * FROM asyncrr._wait_reply(id, pg_catalog.clock_timestamp() + timeout);
+END
+$$;
+
+CREATE FUNCTION asyncrr.wait(correlation_id uuid, timeout interval DEFAULT '30 seconds')
+    RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text, finished_at timestamptz)
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM asyncrr._wait($1, $2)
+$$;
+COMMENT ON FUNCTION asyncrr.wait(uuid, interval) IS
+    'wait (without LISTEN) until a request of this session''s inbox has a reply and take it; after timeout, return its live state and take nothing';
+
+-- CALL asyncrr.call's two transactions.  Its requests go to the call inbox,
+-- which has no channel: the caller waits on its latch.
+CREATE FUNCTION asyncrr._call_submit(queue_name text, payload jsonb, timeout interval,
+                                     correlation_id uuid) RETURNS uuid
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT asyncrr._submit($1, $2, $3, $4, 0, NULL, '_call')
+$$;
+
+CREATE FUNCTION asyncrr._call_wait(id uuid)
+    RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text, finished_at timestamptz)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r asyncrr.request;
+    w record;
+BEGIN
+    SELECT * INTO r FROM asyncrr.request
+     WHERE correlation_id = id
+       AND inbox_name = '_call' AND owner_role = session_user;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'request "%" does not exist', id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT * INTO w FROM asyncrr._wait_reply(r.correlation_id, r.deadline);
+    IF w.finished_at IS NULL THEN
+        -- the deadline passed: end it now, as the worker would, and take that
+        PERFORM asyncrr._time_out(r.correlation_id);
+        SELECT * INTO w FROM asyncrr._wait_reply(r.correlation_id, pg_catalog.clock_timestamp());
+    END IF;
+    RETURN QUERY SELECT w.correlation_id, w.status, w.reply, w.error, w.finished_at;
+END
+$$;
+
+CREATE PROCEDURE asyncrr.call(queue_name text, payload jsonb, timeout interval DEFAULT NULL,
+                              INOUT correlation_id uuid DEFAULT NULL, INOUT status text DEFAULT NULL,
+                              INOUT reply jsonb DEFAULT NULL, INOUT error text DEFAULT NULL)
+    LANGUAGE plpgsql
+-- No SECURITY DEFINER and no SET clause: a procedure with either cannot
+-- COMMIT.  Every name below is schema-qualified instead.
+AS $$
+DECLARE
+    r record;
+BEGIN
+    PERFORM asyncrr._call_precheck('asyncrr.call');
+    correlation_id := asyncrr._call_submit(queue_name, payload, timeout, correlation_id);
+    COMMIT;
+    SELECT * INTO r FROM asyncrr._call_wait(correlation_id);
+    status := r.status;
+    reply := r.reply;
+    error := r.error;
+END
+$$;
+COMMENT ON PROCEDURE asyncrr.call(text, jsonb, interval, uuid, text, jsonb, text) IS
+    'one round trip in one statement: submit, commit, wait for the reply and return it; needs autocommit, works through transaction pooling';
+
+------------------------------------------------------------------------------
 -- Dead letters
 ------------------------------------------------------------------------------
 
@@ -778,6 +980,7 @@ BEGIN
             'pending', q.max_attempts, now(), d.timeout, now() + d.timeout, d.correlation_id);
     UPDATE asyncrr.request SET redriven_to = new_id WHERE correlation_id = d.correlation_id;
     PERFORM asyncrr._note_deadline(now() + d.timeout);
+    PERFORM asyncrr._wake_work_at_commit(q.queue_name);
     RETURN new_id;
 END
 $$;
@@ -887,7 +1090,26 @@ COMMENT ON VIEW asyncrr.inboxes IS 'reply inboxes: name, channel, durable or ses
 -- full.  SKIP LOCKED: a row a client holds is simply taken on the next pass.
 ------------------------------------------------------------------------------
 
--- Live requests past their deadline end as timed_out, with a dead letter.
+-- A live request past its deadline ends as timed_out, with a dead letter
+-- (reason timeout).  The worker's deadline step and CALL asyncrr.call.
+CREATE FUNCTION asyncrr._time_out(correlation_id uuid) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r asyncrr.request;
+BEGIN
+    SELECT * INTO r FROM asyncrr.request q
+     WHERE q.correlation_id = _time_out.correlation_id FOR UPDATE;
+    IF r.state IN ('pending', 'claimed') AND r.deadline <= pg_catalog.clock_timestamp() THEN
+        PERFORM asyncrr._end_request(r.correlation_id, 'timed_out', NULL,
+                                     format('no reply within %s', r.timeout)
+                                         || coalesce('; last error: ' || r.error, ''),
+                                     'timeout');
+    END IF;
+END
+$$;
+
+-- Live requests past their deadline end as timed_out.
 CREATE FUNCTION asyncrr._expire_deadlines(batch_size integer) RETURNS integer
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -895,16 +1117,13 @@ DECLARE
     r record;
     n integer := 0;
 BEGIN
-    FOR r IN SELECT correlation_id, timeout, error FROM asyncrr.request
+    FOR r IN SELECT correlation_id FROM asyncrr.request
               WHERE state IN ('pending', 'claimed') AND deadline <= now()
               ORDER BY deadline
               LIMIT batch_size
               FOR UPDATE SKIP LOCKED
     LOOP
-        PERFORM asyncrr._end_request(r.correlation_id, 'timed_out', NULL,
-                                     format('no reply within %s', r.timeout)
-                                         || coalesce('; last error: ' || r.error, ''),
-                                     'timeout');
+        PERFORM asyncrr._time_out(r.correlation_id);
         n := n + 1;
     END LOOP;
     RETURN n;
@@ -920,7 +1139,7 @@ DECLARE
     r record;
     n integer := 0;
 BEGIN
-    FOR r IN SELECT correlation_id, attempt, max_attempts FROM asyncrr.request
+    FOR r IN SELECT correlation_id, queue_name, attempt, max_attempts FROM asyncrr.request
               WHERE state = 'claimed' AND lease_until <= now()
               ORDER BY lease_until
               LIMIT batch_size
@@ -935,6 +1154,7 @@ BEGIN
                SET state = 'pending', lease_until = NULL,
                    error = format('lease expired on attempt %s of %s', r.attempt, r.max_attempts)
              WHERE correlation_id = r.correlation_id;
+            PERFORM asyncrr._wake_work_at_commit(r.queue_name);
         END IF;
         n := n + 1;
     END LOOP;
@@ -943,9 +1163,11 @@ END
 $$;
 
 -- Inboxes whose holding backend has exited are released.  Replies waiting
--- in a session inbox released more than grace ago (or whose inbox row is
--- gone) move to the dead letters (reason requester_gone); a session inbox
--- with nothing left is removed.  Durable inboxes keep their replies.
+-- in a session inbox released more than grace ago, or for grace in an
+-- inbox that has no row (the call inbox of a CALL asyncrr.call that is
+-- gone, a removed session inbox), move to the dead letters (reason
+-- requester_gone); a session inbox with nothing left is removed.  Durable
+-- inboxes keep their replies.
 CREATE FUNCTION asyncrr._orphan_inboxes(batch_size integer, grace interval) RETURNS integer
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -961,7 +1183,7 @@ BEGIN
     FOR r IN SELECT q.* FROM asyncrr.request q
                LEFT JOIN asyncrr.inbox i ON i.inbox_name = q.inbox_name
               WHERE q.finished_at IS NOT NULL AND q.taken_at IS NULL
-                AND (i.inbox_name IS NULL
+                AND ((i.inbox_name IS NULL AND q.finished_at <= now() - grace)
                      OR (NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - grace))
               ORDER BY q.finished_at
               LIMIT batch_size
@@ -1048,14 +1270,22 @@ REVOKE ALL ON FUNCTION
     asyncrr._notify_reply(text, uuid, text), asyncrr._backend_start(), asyncrr._listen(text),
     asyncrr._unlisten(text), asyncrr._note_deadline(timestamptz),
     asyncrr._backend_alive(integer, timestamptz), asyncrr._check_not_null(text, anyelement),
-    asyncrr._check_positive(text, interval), asyncrr._queue(text), asyncrr._request_for_update(uuid),
+    asyncrr._check_positive(text, interval), asyncrr._queue(text, boolean), asyncrr._request_for_update(uuid),
     asyncrr._current_inbox(), asyncrr._session_inbox_name(),
     asyncrr._end_request(uuid, text, jsonb, text, text), asyncrr._after_end(asyncrr.request, jsonb),
     asyncrr._open_inbox(text, boolean), asyncrr._expire_deadlines(integer),
     asyncrr._expire_leases(integer), asyncrr._orphan_inboxes(integer, interval),
     asyncrr._purge_requests(integer, interval), asyncrr._purge_old_dead_letters(integer, interval),
-    asyncrr._next_event()
+    asyncrr._next_event(), asyncrr._submit(text, jsonb, interval, uuid, integer, jsonb, text),
+    asyncrr._time_out(uuid), asyncrr._wait_reply(uuid, timestamptz), asyncrr._wait(uuid, interval),
+    asyncrr._wait_register_reply(uuid), asyncrr._wait_register_work(text), asyncrr._wait_reset(),
+    asyncrr._wait_sleep(timestamptz), asyncrr._wait_unregister(), asyncrr._wake_work_at_commit(text)
 FROM PUBLIC;
+
+-- CALL asyncrr.call runs as its caller (a procedure that COMMITs cannot be
+-- SECURITY DEFINER): these are its two steps, safe for anyone to call.
+GRANT EXECUTE ON FUNCTION asyncrr._call_precheck(text),
+    asyncrr._call_submit(text, jsonb, interval, uuid), asyncrr._call_wait(uuid) TO PUBLIC;
 
 -- the inboxes view shows channels: deriving one is harmless
 GRANT EXECUTE ON FUNCTION asyncrr._channel(text) TO PUBLIC;

@@ -20,13 +20,16 @@ SELECT c.relname, a.privilege_type
  WHERE c.relnamespace = 'asyncrr'::regnamespace AND a.grantee = 0
  ORDER BY 1, 2;
 
--- no internal function is executable by PUBLIC (but the pure channel name)
+-- no internal function is executable by PUBLIC, but the pure channel name
+-- and the steps of CALL asyncrr.call (which runs as its caller)
 SELECT p.proname
   FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
  WHERE p.pronamespace = 'asyncrr'::regnamespace AND p.proname ~ '^_' AND a.grantee = 0
  ORDER BY 1;
 
--- user-facing functions run with a pinned search_path
+-- user-facing functions run with a pinned search_path; the one exception is
+-- CALL asyncrr.call, which must COMMIT and so can have no SET clause (it
+-- qualifies every name instead)
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'asyncrr'::regnamespace
    AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)

@@ -16,12 +16,14 @@ SELECT asyncrr.submit('wk_main', '{"n": 3}', correlation_id => 'c1000000-0000-00
                       headers => '{"h": "v"}');
 SELECT asyncrr.submit('wk_main', '{"n": 4}', correlation_id => 'c1000000-0000-0000-0000-000000000004', priority => -1);
 SELECT asyncrr.submit('wk_main', '{"n": 5}', correlation_id => 'c1000000-0000-0000-0000-000000000005', priority => 5);
--- the lease is the queue's (1 minute) unless given; attempt counts from 1;
--- deadline is the request's
+-- the lease is the queue's (1 minute) unless given, counted from the moment
+-- of the claim; attempt counts from 1; deadline is the request's
 SELECT c.correlation_id, c.payload, c.headers, c.attempt,
-       c.deadline = s.deadline AS deadline_ok, c.lease_until = now() + interval '1 minute' AS lease_ok
+       c.deadline = s.deadline AS deadline_ok,
+       c.lease_until BETWEEN now() + interval '1 minute' AND clock_timestamp() + interval '1 minute' AS lease_ok
   FROM asyncrr.claim('wk_main', 2, worker => 'w-a') c, asyncrr.status(c.correlation_id) s ORDER BY 1;
-SELECT c.correlation_id, c.payload, c.headers, c.attempt, c.lease_until = now() + interval '5 minutes' AS lease_ok
+SELECT c.correlation_id, c.payload, c.headers, c.attempt,
+       c.lease_until BETWEEN now() + interval '5 minutes' AND clock_timestamp() + interval '5 minutes' AS lease_ok
   FROM asyncrr.claim('wk_main', 1, lease => '5 minutes', worker => 'w-b') c;
 -- the worker label defaults to application_name, else 'pid <pid>'
 SELECT correlation_id FROM asyncrr.claim('wk_main');

@@ -18,7 +18,10 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "postmaster/postmaster.h"
 #include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -44,7 +47,8 @@ request_shmem(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	asyncrr_shmem_request();
+	asyncrr_worker_shmem_request();
+	asyncrr_wait_shmem_request();
 }
 
 static void
@@ -52,7 +56,10 @@ startup_shmem(void)
 {
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
-	asyncrr_shmem_startup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	asyncrr_worker_shmem_startup();
+	asyncrr_wait_shmem_startup();
+	LWLockRelease(AddinShmemInitLock);
 }
 
 static void
@@ -107,10 +114,18 @@ define_settings(void)
 							NULL, NULL, NULL);
 
 	/*
-	 * The worker's database can only be set at server start, and only a
-	 * preloaded library may define such a setting.
+	 * Settings fixed at server start: only a preloaded library may define
+	 * them.
 	 */
 	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomIntVariable("asyncrr.max_waiters",
+								"How many backends can wait at once in asyncrr.wait, CALL asyncrr.call and claims with wait.",
+								"Waiters beyond this poll every 10 ms instead. Defaults to max_connections.",
+								&asyncrr_max_waiters,
+								MaxConnections, 1, MAX_BACKENDS,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
 		DefineCustomStringVariable("asyncrr.database",
 								   "Database in which the asyncrr background worker runs.",
 								   NULL,
@@ -118,6 +133,7 @@ define_settings(void)
 								   "postgres",
 								   PGC_POSTMASTER, 0,
 								   NULL, NULL, NULL);
+	}
 
 	MarkGUCPrefixReserved("asyncrr");
 }

@@ -13,6 +13,8 @@
 
 #include "postgres.h"
 
+#include "utils/uuid.h"
+
 /* Longest queue or durable inbox name, in bytes. */
 #define ASYNCRR_NAME_MAX 48
 
@@ -28,9 +30,18 @@ extern int	asyncrr_precision;
 extern int	asyncrr_batch_size;
 extern char *asyncrr_database;
 
+/* Inbox of the requests of CALL asyncrr.call: no channel, no inbox row. */
+#define ASYNCRR_CALL_INBOX "_call"
+
 /* worker.c */
 extern void asyncrr_register_worker(void);
-extern void asyncrr_shmem_request(void);
-extern void asyncrr_shmem_startup(void);
+extern void asyncrr_worker_shmem_request(void);
+extern void asyncrr_worker_shmem_startup(void);
+
+/* wait.c */
+extern int	asyncrr_max_waiters;
+extern void asyncrr_wait_shmem_request(void);
+extern void asyncrr_wait_shmem_startup(void);
+extern void asyncrr_wake_reply_at_commit(pg_uuid_t *id);
 
 #endif							/* ASYNCRR_H */

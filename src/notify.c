@@ -8,8 +8,9 @@
  * calls asyncrr._notify_reply() from asyncrr._end_request(), so a faster
  * delivery path can replace the body of notify_reply() without touching
  * any caller.  Today it queues an ordinary NOTIFY, which PostgreSQL
- * delivers only when the transaction that recorded the reply commits: the
- * requester is never woken before its reply is visible.
+ * delivers only when the transaction that recorded the reply commits, and
+ * asks wait.c to set the latch of any backend in asyncrr.wait() for this
+ * reply at that commit: nobody is woken before the reply is visible.
  *
  * The payload is a small JSON object, {"correlation_id": ..., "status": ...},
  * never the reply body: replies can be large and are taken with
@@ -74,6 +75,9 @@ asyncrr_notify_reply(PG_FUNCTION_ARGS)
 	escape_json(&payload, status);
 	appendStringInfoChar(&payload, '}');
 
-	Async_Notify(channel, payload.data);
+	/* a CALL asyncrr.call waits on its latch and has no channel */
+	if (strcmp(channel, ASYNCRR_CHANNEL_PREFIX ASYNCRR_CALL_INBOX) != 0)
+		Async_Notify(channel, payload.data);
+	asyncrr_wake_reply_at_commit(DatumGetUUIDP(id));
 	PG_RETURN_VOID();
 }

@@ -76,17 +76,17 @@ static bool xact_callback_registered = false;
  * ----------------------------------------------------------------
  */
 void
-asyncrr_shmem_request(void)
+asyncrr_worker_shmem_request(void)
 {
 	RequestAddinShmemSpace(MAXALIGN(sizeof(AsyncrrShared)));
 }
 
+/* Called with AddinShmemInitLock held. */
 void
-asyncrr_shmem_startup(void)
+asyncrr_worker_shmem_startup(void)
 {
 	bool		found;
 
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared = ShmemInitStruct("asyncrr", sizeof(AsyncrrShared), &found);
 	if (!found)
 	{
@@ -94,7 +94,6 @@ asyncrr_shmem_startup(void)
 		shared->worker_procno = -1;
 		shared->next_wakeup = DT_NOBEGIN;
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 /* ----------------------------------------------------------------

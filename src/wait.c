@@ -1,0 +1,367 @@
+/*-------------------------------------------------------------------------
+ *
+ * wait.c
+ *	  Waiting without LISTEN: a shared-memory registry of backends sleeping
+ *	  on their latch for a reply (asyncrr.wait, CALL asyncrr.call) or for
+ *	  work in a queue (asyncrr.claim with wait), and the wake-ups sent at
+ *	  commit by the transactions that make that reply or work exist.
+ *
+ * A waiter takes a slot holding its PGPROC number and a key (a hash of the
+ * correlation id or of the queue name), then loops: reset its latch, look
+ * for what it waits for with a fresh snapshot, sleep on the latch.  A
+ * transaction that records a reply or makes a request claimable notes the
+ * key; when it commits (its changes are visible by then) it sets the latch
+ * of every waiter on that key.  Because the latch is reset before looking
+ * and set after the commit, no wake-up is lost.  Hash collisions only cause
+ * a spurious wake-up and another look.
+ *
+ * The registry has asyncrr.max_waiters slots.  When all are taken a waiter
+ * polls every POLL_MS instead, and never fails.  A slot is given back when
+ * the wait ends, when its transaction aborts (query cancel,
+ * statement_timeout) and when the backend exits; a crashed backend takes
+ * the whole shared memory with it through the postmaster's crash restart.
+ *
+ * src/wait.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+#include "utils/wait_event.h"
+
+#include "asyncrr.h"
+
+PG_FUNCTION_INFO_V1(asyncrr_wait_register_reply);
+PG_FUNCTION_INFO_V1(asyncrr_wait_register_work);
+PG_FUNCTION_INFO_V1(asyncrr_wait_reset);
+PG_FUNCTION_INFO_V1(asyncrr_wait_sleep);
+PG_FUNCTION_INFO_V1(asyncrr_wait_unregister);
+PG_FUNCTION_INFO_V1(asyncrr_wake_work_at_commit);
+PG_FUNCTION_INFO_V1(asyncrr_call_precheck);
+
+/* How often a waiter looks when the registry is full. */
+#define POLL_MS 10
+
+/* keys of the two kinds never meet: a reply key is odd, a work key even */
+#define REPLY_KEY(h) ((h) | 1)
+#define WORK_KEY(h)  ((h) & ~(uint32) 1)
+
+typedef struct WaiterSlot
+{
+	int			procno;			/* -1: free */
+	uint32		key;
+} WaiterSlot;
+
+typedef struct WaiterRegistry
+{
+	LWLock	   *lock;
+	int			nslots;
+	WaiterSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} WaiterRegistry;
+
+int			asyncrr_max_waiters = 100;
+
+static WaiterRegistry *registry = NULL;
+
+/* this backend's slot, or -1; and whether it is waiting unregistered */
+static int	my_slot = -1;
+static bool my_polling = false;
+
+/* keys to wake when the current transaction commits */
+static uint32 *wake_keys = NULL;
+static int	n_wake_keys = 0;
+static int	max_wake_keys = 0;
+static bool callbacks_registered = false;
+
+static Size
+registry_size(void)
+{
+	return add_size(offsetof(WaiterRegistry, slots),
+					mul_size(sizeof(WaiterSlot), asyncrr_max_waiters));
+}
+
+void
+asyncrr_wait_shmem_request(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(registry_size()));
+	RequestNamedLWLockTranche("asyncrr", 1);
+}
+
+/* Called with AddinShmemInitLock held. */
+void
+asyncrr_wait_shmem_startup(void)
+{
+	bool		found;
+
+	registry = ShmemInitStruct("asyncrr waiters", registry_size(), &found);
+	if (!found)
+	{
+		registry->lock = &(GetNamedLWLockTranche("asyncrr"))->lock;
+		registry->nslots = asyncrr_max_waiters;
+		for (int i = 0; i < registry->nslots; i++)
+			registry->slots[i].procno = -1;
+	}
+}
+
+static void
+release_slot(void)
+{
+	if (registry != NULL && my_slot >= 0)
+	{
+		LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+		registry->slots[my_slot].procno = -1;
+		LWLockRelease(registry->lock);
+		my_slot = -1;
+	}
+	my_polling = false;
+}
+
+/* Sets the latch of every waiter whose key this transaction noted. */
+static void
+wake_waiters(void)
+{
+	LWLockAcquire(registry->lock, LW_SHARED);
+	for (int i = 0; i < registry->nslots; i++)
+	{
+		WaiterSlot *slot = &registry->slots[i];
+
+		if (slot->procno < 0)
+			continue;
+		for (int k = 0; k < n_wake_keys; k++)
+		{
+			if (slot->key == wake_keys[k])
+			{
+				SetLatch(&ProcGlobal->allProcs[slot->procno].procLatch);
+				break;
+			}
+		}
+	}
+	LWLockRelease(registry->lock);
+}
+
+static void
+wait_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			if (n_wake_keys > 0)
+				wake_waiters();
+			/* FALLTHROUGH */
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			n_wake_keys = 0;
+			release_slot();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+wait_before_shmem_exit(int code, Datum arg)
+{
+	release_slot();
+}
+
+static void
+wait_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	/* an error caught inside a wait (PL/pgSQL EXCEPTION) ends the wait */
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		release_slot();
+}
+
+static void
+ensure_callbacks(void)
+{
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(wait_xact_callback, NULL);
+		RegisterSubXactCallback(wait_subxact_callback, NULL);
+		before_shmem_exit(wait_before_shmem_exit, (Datum) 0);
+		callbacks_registered = true;
+	}
+}
+
+static void
+require_registry(const char *what)
+{
+	if (registry == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s requires asyncrr to be loaded via shared_preload_libraries", what),
+				 errhint("Add asyncrr to shared_preload_libraries and restart the server, or use asyncrr.take_replies() with LISTEN.")));
+	ensure_callbacks();
+}
+
+/* Notes a key whose waiters this transaction's commit must wake. */
+static void
+wake_at_commit(uint32 key)
+{
+	if (registry == NULL)
+		return;					/* not preloaded: nobody can be waiting */
+	ensure_callbacks();
+
+	for (int k = 0; k < n_wake_keys; k++)
+		if (wake_keys[k] == key)
+			return;
+	if (n_wake_keys == max_wake_keys)
+	{
+		max_wake_keys = Max(16, max_wake_keys * 2);
+		if (wake_keys == NULL)
+			wake_keys = MemoryContextAlloc(TopMemoryContext,
+										   max_wake_keys * sizeof(uint32));
+		else
+			wake_keys = repalloc(wake_keys, max_wake_keys * sizeof(uint32));
+	}
+	wake_keys[n_wake_keys++] = key;
+}
+
+static uint32
+reply_key(pg_uuid_t *id)
+{
+	return REPLY_KEY(hash_bytes(id->data, UUID_LEN));
+}
+
+static uint32
+work_key(text *queue)
+{
+	return WORK_KEY(hash_bytes((unsigned char *) VARDATA_ANY(queue),
+							   VARSIZE_ANY_EXHDR(queue)));
+}
+
+/* For notify.c: wake the waiters of this reply when the transaction commits. */
+void
+asyncrr_wake_reply_at_commit(pg_uuid_t *id)
+{
+	wake_at_commit(reply_key(id));
+}
+
+/*
+ * Takes a slot for this backend with the given key; if none is free the
+ * backend polls instead.  One wait at a time per backend.
+ */
+static void
+register_waiter(uint32 key, const char *what)
+{
+	require_registry(what);
+	if (my_slot >= 0 || my_polling)
+		elog(ERROR, "asyncrr: this backend is already waiting");
+
+	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < registry->nslots; i++)
+	{
+		if (registry->slots[i].procno < 0)
+		{
+			registry->slots[i].procno = MyProc->pgprocno;
+			registry->slots[i].key = key;
+			my_slot = i;
+			break;
+		}
+	}
+	LWLockRelease(registry->lock);
+	if (my_slot < 0)
+		my_polling = true;
+}
+
+/* asyncrr._wait_register_reply(correlation_id uuid) RETURNS void */
+Datum
+asyncrr_wait_register_reply(PG_FUNCTION_ARGS)
+{
+	register_waiter(reply_key(PG_GETARG_UUID_P(0)), "asyncrr.wait");
+	PG_RETURN_VOID();
+}
+
+/* asyncrr._wait_register_work(queue_name text) RETURNS void */
+Datum
+asyncrr_wait_register_work(PG_FUNCTION_ARGS)
+{
+	register_waiter(work_key(PG_GETARG_TEXT_PP(0)), "asyncrr.claim with wait");
+	PG_RETURN_VOID();
+}
+
+/* asyncrr._wait_unregister() RETURNS void */
+Datum
+asyncrr_wait_unregister(PG_FUNCTION_ARGS)
+{
+	release_slot();
+	PG_RETURN_VOID();
+}
+
+/*
+ * asyncrr._wait_reset() RETURNS void
+ *
+ * Called before each look: a wake-up that comes after it is not lost.
+ */
+Datum
+asyncrr_wait_reset(PG_FUNCTION_ARGS)
+{
+	ResetLatch(MyLatch);
+	PG_RETURN_VOID();
+}
+
+/*
+ * asyncrr._wait_sleep(until timestamptz) RETURNS void
+ *
+ * Sleeps until the latch is set or "until" passes (at most POLL_MS when the
+ * registry had no slot for us).  Responds to query cancel and
+ * statement_timeout, and ends with the postmaster.
+ */
+Datum
+asyncrr_wait_sleep(PG_FUNCTION_ARGS)
+{
+	TimestampTz until = PG_GETARG_TIMESTAMPTZ(0);
+	long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+	if (my_polling && ms > POLL_MS)
+		ms = POLL_MS;
+	if (ms > 0)
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ms, PG_WAIT_EXTENSION);
+	CHECK_FOR_INTERRUPTS();
+	PG_RETURN_VOID();
+}
+
+/* asyncrr._wake_work_at_commit(queue_name text) RETURNS void */
+Datum
+asyncrr_wake_work_at_commit(PG_FUNCTION_ARGS)
+{
+	wake_at_commit(work_key(PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_VOID();
+}
+
+/*
+ * asyncrr._call_precheck(what text) RETURNS void
+ *
+ * For CALL asyncrr.call, which commits by itself and then waits: refuses,
+ * before anything is written, to run inside a transaction block or
+ * without the waiter registry.
+ */
+Datum
+asyncrr_call_precheck(PG_FUNCTION_ARGS)
+{
+	require_registry(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	if (IsTransactionBlock())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s cannot run inside a transaction block",
+						text_to_cstring(PG_GETARG_TEXT_PP(0))),
+				 errhint("Use asyncrr.submit() and asyncrr.wait() instead.")));
+	PG_RETURN_VOID();
+}
