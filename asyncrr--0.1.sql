@@ -150,6 +150,8 @@ CREATE FUNCTION asyncrr._wait_unregister() RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'asyncrr_wait_unregister';
 CREATE FUNCTION asyncrr._wake_work_at_commit(queue_name text) RETURNS void
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_wake_work_at_commit';
+CREATE FUNCTION asyncrr._waiters() RETURNS TABLE(pid integer, waits_for text)
+    LANGUAGE c AS 'MODULE_PATHNAME', 'asyncrr_waiters';
 CREATE FUNCTION asyncrr._call_precheck(what text) RETURNS void
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_call_precheck';
 
@@ -1261,6 +1263,10 @@ AS $$
                  (SELECT min(lease_until) FROM asyncrr.request WHERE state = 'claimed'))
 $$;
 
+CREATE VIEW asyncrr.waiters AS
+SELECT w.pid, w.waits_for FROM asyncrr._waiters() w;
+COMMENT ON VIEW asyncrr.waiters IS 'backends sleeping in asyncrr.wait, CALL asyncrr.call (waits_for reply) or claim with wait (work)';
+
 ------------------------------------------------------------------------------
 -- Privileges.  Internal functions are for the extension itself only.
 ------------------------------------------------------------------------------
@@ -1290,4 +1296,4 @@ GRANT EXECUTE ON FUNCTION asyncrr._call_precheck(text),
 -- the inboxes view shows channels: deriving one is harmless
 GRANT EXECUTE ON FUNCTION asyncrr._channel(text) TO PUBLIC;
 
-GRANT SELECT ON asyncrr.pending, asyncrr.queue_stats, asyncrr.inboxes TO PUBLIC;
+GRANT SELECT ON asyncrr.pending, asyncrr.queue_stats, asyncrr.inboxes, asyncrr.waiters TO PUBLIC;

@@ -30,6 +30,7 @@
 #include "access/xact.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
@@ -52,6 +53,7 @@ PG_FUNCTION_INFO_V1(asyncrr_wait_sleep);
 PG_FUNCTION_INFO_V1(asyncrr_wait_unregister);
 PG_FUNCTION_INFO_V1(asyncrr_wake_work_at_commit);
 PG_FUNCTION_INFO_V1(asyncrr_call_precheck);
+PG_FUNCTION_INFO_V1(asyncrr_waiters);
 
 /* How often a waiter looks when the registry is full. */
 #define POLL_MS 10
@@ -364,4 +366,35 @@ asyncrr_call_precheck(PG_FUNCTION_ARGS)
 						text_to_cstring(PG_GETARG_TEXT_PP(0))),
 				 errhint("Use asyncrr.submit() and asyncrr.wait() instead.")));
 	PG_RETURN_VOID();
+}
+
+/*
+ * asyncrr._waiters() RETURNS TABLE(pid integer, waits_for text)
+ *
+ * The backends in the registry now; none when not preloaded.
+ */
+Datum
+asyncrr_waiters(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (registry == NULL)
+		return (Datum) 0;
+
+	LWLockAcquire(registry->lock, LW_SHARED);
+	for (int i = 0; i < registry->nslots; i++)
+	{
+		WaiterSlot *slot = &registry->slots[i];
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		if (slot->procno < 0)
+			continue;
+		values[0] = Int32GetDatum(ProcGlobal->allProcs[slot->procno].pid);
+		values[1] = CStringGetTextDatum((slot->key & 1) ? "reply" : "work");
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(registry->lock);
+	return (Datum) 0;
 }
