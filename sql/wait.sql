@@ -88,6 +88,11 @@ SELECT taken_at IS NOT NULL AS taken, inbox_name FROM asyncrr.request
  WHERE correlation_id = 'e5000000-0000-0000-0000-000000000005';
 SELECT count(*) AS session_inboxes FROM asyncrr.inboxes WHERE holder_pid = pg_backend_pid();
 
+-- statement_timeout ends a wait like any statement, and frees its slot
+SET statement_timeout = '200ms';
+SELECT count(*) FROM asyncrr.claim('wait_q', wait => '1 minute');
+RESET statement_timeout;
+
 -- nobody is left waiting
 SELECT count(*) AS waiters FROM asyncrr.waiters;
 SELECT asyncrr.purge_dead_letters('0') >= 1 AS purged;

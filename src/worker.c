@@ -323,6 +323,7 @@ asyncrr_worker_main(Datum main_arg)
 	for (;;)
 	{
 		TimestampTz now;
+		TimestampTz pass_start;
 		volatile TimestampTz wake;
 		bool		housekeeping;
 		long		sleep_ms;
@@ -339,7 +340,7 @@ asyncrr_worker_main(Datum main_arg)
 		/* while the pass runs, any commit with a deadline wakes us again */
 		publish_next_wakeup(DT_NOEND);
 
-		now = GetCurrentTimestamp();
+		now = pass_start = GetCurrentTimestamp();
 		housekeeping = TimestampDifferenceExceeds(last_housekeeping, now, HOUSEKEEPING_MS);
 		old_context = MemoryContextSwitchTo(pass_context);
 
@@ -378,8 +379,16 @@ asyncrr_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(old_context);
 		MemoryContextReset(pass_context);
 
-		publish_next_wakeup(wake);
+		/*
+		 * What came due during the pass is done at once.  What was due
+		 * before it and is still there (a row a client holds locked) is
+		 * looked at again one precision step later: going straight round
+		 * would spin for as long as the lock is held.
+		 */
 		now = GetCurrentTimestamp();
+		if (wake <= now && wake <= pass_start)
+			wake = TimestampTzPlusMilliseconds(now, asyncrr_precision);
+		publish_next_wakeup(wake);
 		if (wake <= now)
 			continue;
 		/* round up, so that we never wake just before what we wait for */

@@ -97,6 +97,22 @@ ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM asyncrr.request WHERE correlation_id = '$id'"),
 	'a setting changed by SIGHUP is used by the worker');
 
+# A request past its deadline that a client holds locked is skipped and
+# looked at again one precision step (100ms here) later; the worker does not
+# spin while the lock is held.
+$id = $node->safe_psql('postgres', "SELECT asyncrr.submit('q', '{}', timeout => '1 second')");
+my $locker = $node->background_psql('postgres');
+$locker->query_safe("BEGIN; SELECT 1 FROM asyncrr.request WHERE correlation_id = '$id' FOR UPDATE");
+sleep 2;    # past the deadline, lock held
+my $before = $node->safe_psql('postgres', "SELECT pg_stat_get_db_xact_commit(oid) FROM pg_database WHERE datname = 'postgres'");
+sleep 3;
+my $after = $node->safe_psql('postgres', "SELECT pg_stat_get_db_xact_commit(oid) FROM pg_database WHERE datname = 'postgres'");
+cmp_ok($after - $before, '<', 1000,
+	'no busy loop over a locked overdue request (' . ($after - $before) . ' commits in 3 s)');
+$locker->query_safe('COMMIT');
+$locker->quit;
+ok(AsyncrrTest::wait_for_state($node, $id, 'timed_out'), 'ended once the lock is released');
+
 # The worker ends with the server: a fast shutdown is not held up by it.
 $node->stop('fast');
 ok(1, 'server stopped with the worker running');
