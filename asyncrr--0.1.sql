@@ -2,10 +2,30 @@
 
 \echo Use "CREATE EXTENSION asyncrr" to load this file. \quit
 
+------------------------------------------------------------------------------
+-- Roles (doc/security.md).  Cluster-wide, so created only if absent and left
+-- in place by DROP EXTENSION.  NOLOGIN: they are granted to login roles.
+--   asyncrr_requester  open inboxes, submit, take, cancel, status (its own requests)
+--   asyncrr_worker     claim, complete, fail, extend_lease (on queues granted to it)
+--   asyncrr_admin      everything: queues, grants, redrive, purge; sees all requests
+------------------------------------------------------------------------------
+
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['asyncrr_requester', 'asyncrr_worker', 'asyncrr_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END
+$$;
+
 CREATE SCHEMA asyncrr;
 COMMENT ON SCHEMA asyncrr IS 'asyncrr: durable request-reply with per-session reply inboxes';
 REVOKE ALL ON SCHEMA asyncrr FROM PUBLIC;
-GRANT USAGE ON SCHEMA asyncrr TO PUBLIC;
+GRANT USAGE ON SCHEMA asyncrr TO asyncrr_requester, asyncrr_worker, asyncrr_admin;
 
 ------------------------------------------------------------------------------
 -- Storage.  Nobody but the extension's owner may touch these tables; every
@@ -18,9 +38,23 @@ CREATE TABLE asyncrr.queue (
     default_timeout interval NOT NULL CHECK (default_timeout > interval '0'),
     lease           interval NOT NULL CHECK (lease > interval '0'),
     max_attempts    integer NOT NULL CHECK (max_attempts >= 1),
+    max_depth       integer CHECK (max_depth >= 1),    -- live requests at most; NULL: unlimited
     created_at      timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE asyncrr.queue IS 'asyncrr queues and their settings (change with asyncrr.create_queue/drop_queue)';
+COMMENT ON TABLE asyncrr.queue IS 'asyncrr queues and their settings (change with asyncrr.create_queue/alter_queue/drop_queue)';
+
+-- Who may submit to or claim from a queue, besides asyncrr_admin members
+-- and superusers.  By role name, like owner_role: granted with
+-- asyncrr.grant_queue(), removed by revoke_queue() and drop_queue().
+CREATE TABLE asyncrr.queue_grant (
+    queue_name  text NOT NULL,
+    privilege   text NOT NULL CHECK (privilege IN ('submit', 'claim')),
+    role_name   name NOT NULL,
+    granted_by  name NOT NULL,
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (queue_name, privilege, role_name)
+);
+COMMENT ON TABLE asyncrr.queue_grant IS 'asyncrr per-queue privileges (change with asyncrr.grant_queue/revoke_queue)';
 
 -- An inbox is where replies wait for their requester.  A session inbox
 -- belongs to one backend (holder_pid + holder_started, so that a reused PID
@@ -68,6 +102,10 @@ CREATE TABLE asyncrr.request (
     taken_at            timestamptz,
     redriven_from       uuid,
     redriven_to         uuid,
+    -- fencing: the backend that made the latest claim, and those that made
+    -- the earlier ones (asyncrr._backend_id(); see complete())
+    claimed_by          text,
+    earlier_claimers    text[],
     CHECK ((state IN ('pending', 'claimed')) = (finished_at IS NULL)),
     CHECK ((state = 'claimed') = (lease_until IS NOT NULL))
 );
@@ -110,10 +148,12 @@ CREATE INDEX dead_letter_queue_idx ON asyncrr.dead_letter (queue_name, reason);
 CREATE INDEX dead_letter_time_idx ON asyncrr.dead_letter (dead_lettered_at);
 COMMENT ON TABLE asyncrr.dead_letter IS 'asyncrr dead letters: requests that could not end normally, kept for inspection and redrive';
 
-REVOKE ALL ON asyncrr.queue, asyncrr.inbox, asyncrr.request, asyncrr.dead_letter FROM PUBLIC;
+REVOKE ALL ON asyncrr.queue, asyncrr.queue_grant, asyncrr.inbox, asyncrr.request, asyncrr.dead_letter
+    FROM PUBLIC;
 
 -- pg_dump keeps the rows of these tables
 SELECT pg_catalog.pg_extension_config_dump('asyncrr.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('asyncrr.queue_grant', '');
 SELECT pg_catalog.pg_extension_config_dump('asyncrr.inbox', '');
 SELECT pg_catalog.pg_extension_config_dump('asyncrr.request', '');
 SELECT pg_catalog.pg_extension_config_dump('asyncrr.dead_letter', '');
@@ -192,6 +232,71 @@ BEGIN
 END
 $$;
 
+------------------------------------------------------------------------------
+-- Privileges (doc/security.md).  The caller is session_user: inside these
+-- SECURITY DEFINER functions current_user is the extension's owner, and
+-- SET ROLE must not change whose requests a session sees.  Every check is
+-- one of the functions below; no function repeats the rules.
+------------------------------------------------------------------------------
+
+-- Is the caller an administrator?  Superusers are members of every role.
+CREATE FUNCTION asyncrr._is_admin() RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.pg_has_role(session_user, 'asyncrr_admin', 'MEMBER')
+$$;
+
+-- May the caller see (status, cancel, wait on) a request of this owner?
+CREATE FUNCTION asyncrr._sees(owner_role name) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT $1 = session_user OR asyncrr._is_admin()
+$$;
+
+-- Refuses a caller that is not a member of asyncrr_<kind> (requester,
+-- worker or admin); asyncrr_admin members pass every check.  fn names the
+-- function in the message.
+CREATE FUNCTION asyncrr._require(kind text, fn text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF asyncrr._is_admin()
+       OR (kind <> 'admin' AND pg_catalog.pg_has_role(session_user, 'asyncrr_' || kind, 'MEMBER')) THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'permission denied for function %', fn
+        USING ERRCODE = 'insufficient_privilege',
+              DETAIL = format('Role "%s" is not a member of %s.', session_user,
+                              CASE WHEN kind = 'admin' THEN 'asyncrr_admin'
+                                   ELSE format('asyncrr_%s or asyncrr_admin', kind) END);
+END
+$$;
+
+-- May the caller use this privilege (submit or claim) on the queue?  It
+-- needs membership in asyncrr_requester (submit) or asyncrr_worker (claim)
+-- and a grant to a role it is a member of; or to be an administrator.
+-- Answers only about the caller; a grant to a dropped role counts for no one.
+CREATE FUNCTION asyncrr._may(queue_name text, privilege text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT asyncrr._is_admin()
+        OR (pg_catalog.pg_has_role(session_user,
+                                   CASE $2 WHEN 'submit' THEN 'asyncrr_requester' ELSE 'asyncrr_worker' END,
+                                   'MEMBER')
+            AND EXISTS (SELECT 1 FROM asyncrr.queue_grant g
+                          JOIN pg_catalog.pg_roles r ON r.rolname = g.role_name
+                         WHERE g.queue_name = $1 AND g.privilege = $2
+                           AND pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')))
+$$;
+
+-- This backend, as recorded on the requests it claims: PID and start time.
+CREATE FUNCTION asyncrr._backend_id() RETURNS text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('%s.%s', pg_catalog.pg_backend_pid(),
+                             pg_catalog.to_hex((extract(epoch FROM asyncrr._backend_start()) * 1000000)::bigint))
+$$;
+
 -- The queue, share-locked against a concurrent drop_queue until commit.
 -- Unknown and NULL names are refused here, for every caller.
 CREATE FUNCTION asyncrr._queue(queue_name text, lock boolean DEFAULT true) RETURNS asyncrr.queue
@@ -217,8 +322,36 @@ BEGIN
 END
 $$;
 
--- The request, locked for update.  Unknown and NULL ids are refused here.
-CREATE FUNCTION asyncrr._request_for_update(correlation_id uuid) RETURNS asyncrr.request
+-- The queue, for a caller that needs a privilege on it: submit (members of
+-- asyncrr_requester) or claim (asyncrr_worker).  The privilege is named
+-- after the function that needs it, which the refusal names.
+CREATE FUNCTION asyncrr._queue(queue_name text, privilege text, lock boolean DEFAULT true)
+    RETURNS asyncrr.queue
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q asyncrr.queue;
+BEGIN
+    PERFORM asyncrr._require(CASE privilege WHEN 'submit' THEN 'requester' ELSE 'worker' END, privilege);
+    q := asyncrr._queue(queue_name, lock);
+    IF NOT asyncrr._may(q.queue_name, privilege) THEN
+        RAISE EXCEPTION 'permission denied for queue "%"', q.queue_name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role "%s" has no %s privilege on it.', session_user, privilege),
+                  HINT = 'An asyncrr_admin member grants it with asyncrr.grant_queue().';
+    END IF;
+    RETURN q;
+END
+$$;
+
+-- The request, locked for update.  Unknown and NULL ids are refused here,
+-- and so, with the very same error, are the ids the caller may not touch:
+-- without privilege, requests of other roles (cancel); with privilege
+-- "claim", requests of queues the caller may not claim from (complete,
+-- fail, extend_lease).  The filter is in the WHERE clause, so a foreign
+-- row is never locked or waited for.
+CREATE FUNCTION asyncrr._request_for_update(correlation_id uuid, privilege text DEFAULT NULL)
+    RETURNS asyncrr.request
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -226,7 +359,10 @@ DECLARE
 BEGIN
     PERFORM asyncrr._check_not_null('correlation id', correlation_id);
     SELECT * INTO r FROM asyncrr.request
-     WHERE request.correlation_id = _request_for_update.correlation_id FOR UPDATE;
+     WHERE request.correlation_id = _request_for_update.correlation_id
+       AND CASE WHEN privilege IS NULL THEN asyncrr._sees(request.owner_role)
+                ELSE asyncrr._may(request.queue_name, privilege) END
+       FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'request "%" does not exist', correlation_id
             USING ERRCODE = 'undefined_object';
@@ -316,6 +452,29 @@ BEGIN
 END
 $$;
 
+-- Fencing: is the caller's claim of r no longer the current one?  With the
+-- claim's attempt: r is at another attempt, or the lease of that attempt
+-- ran out and r went back to its queue.  Without it: this backend made an
+-- earlier claim of r, and another backend the latest one.
+CREATE FUNCTION asyncrr._stale_claim(r asyncrr.request, attempt integer) RETURNS boolean
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    me text;
+BEGIN
+    IF attempt IS NOT NULL THEN
+        IF attempt < 1 THEN
+            RAISE EXCEPTION 'invalid attempt %', attempt
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Attempts count from 1, as claim() returns them.';
+        END IF;
+        RETURN attempt <> r.attempt OR r.state = 'pending';
+    END IF;
+    me := asyncrr._backend_id();
+    RETURN r.claimed_by IS DISTINCT FROM me AND coalesce(me = ANY (r.earlier_claimers), false);
+END
+$$;
+
 -- Opens (or re-opens) an inbox for this session and LISTENs on its channel.
 CREATE FUNCTION asyncrr._open_inbox(inbox_name text, durable boolean) RETURNS asyncrr.inbox
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -338,6 +497,14 @@ BEGIN
     VALUES (_open_inbox.inbox_name, _open_inbox.durable, session_user)
     ON CONFLICT DO NOTHING;
     SELECT * INTO i FROM asyncrr.inbox WHERE inbox_name = _open_inbox.inbox_name FOR UPDATE;
+
+    -- a durable inbox belongs to the role that first opened it
+    IF NOT asyncrr._sees(i.owner_role) THEN
+        RAISE EXCEPTION 'permission denied for inbox "%"', i.inbox_name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The inbox belongs to another role.',
+                  HINT = 'Choose another inbox name.';
+    END IF;
 
     IF i.holder_pid IS NOT NULL
        AND asyncrr._backend_alive(i.holder_pid, i.holder_started) THEN
@@ -372,6 +539,7 @@ CREATE FUNCTION asyncrr.create_queue(queue_name text,
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM asyncrr._require('admin', 'create_queue');
     PERFORM asyncrr._check_name('queue', create_queue.queue_name);
     PERFORM asyncrr._check_positive('default timeout', create_queue.default_timeout);
     PERFORM asyncrr._check_positive('lease', create_queue.lease);
@@ -404,6 +572,7 @@ DECLARE
     live bigint;
     id uuid;
 BEGIN
+    PERFORM asyncrr._require('admin', 'drop_queue');
     PERFORM asyncrr._check_not_null('force', drop_queue.force);
     -- wait for submits (and drops) in flight to this queue, and keep new
     -- ones out; taken before _queue() reads the row
@@ -427,11 +596,111 @@ BEGIN
                                      format('queue "%s" was dropped', q.queue_name), 'queue_dropped');
     END LOOP;
 
+    DELETE FROM asyncrr.queue_grant WHERE queue_name = q.queue_name;
     DELETE FROM asyncrr.queue WHERE queue_name = q.queue_name;
 END
 $$;
 COMMENT ON FUNCTION asyncrr.drop_queue(text, boolean) IS
-    'drop a queue; refused while it has live requests unless force, which dead-letters them (reason queue_dropped)';
+    'drop a queue and its grants; refused while it has live requests unless force, which dead-letters them (reason queue_dropped)';
+
+CREATE FUNCTION asyncrr.alter_queue(queue_name text, default_timeout interval DEFAULT NULL,
+                                    lease interval DEFAULT NULL, max_attempts integer DEFAULT NULL,
+                                    max_depth integer DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q asyncrr.queue;
+BEGIN
+    PERFORM asyncrr._require('admin', 'alter_queue');
+    q := asyncrr._queue(alter_queue.queue_name);
+    IF alter_queue.default_timeout IS NOT NULL THEN
+        PERFORM asyncrr._check_positive('default timeout', alter_queue.default_timeout);
+    END IF;
+    IF alter_queue.lease IS NOT NULL THEN
+        PERFORM asyncrr._check_positive('lease', alter_queue.lease);
+    END IF;
+    IF alter_queue.max_attempts < 1 THEN
+        RAISE EXCEPTION 'invalid max_attempts %', alter_queue.max_attempts
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'max_attempts must be at least 1.';
+    END IF;
+    IF alter_queue.max_depth < 1 THEN
+        RAISE EXCEPTION 'invalid max_depth %', alter_queue.max_depth
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'max_depth must be at least 1.';
+    END IF;
+
+    UPDATE asyncrr.queue
+       SET default_timeout = coalesce(alter_queue.default_timeout, default_timeout),
+           lease = coalesce(alter_queue.lease, lease),
+           max_attempts = coalesce(alter_queue.max_attempts, max_attempts),
+           max_depth = coalesce(alter_queue.max_depth, max_depth)
+     WHERE queue_name = q.queue_name;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.alter_queue(text, interval, interval, integer, integer) IS
+    'change a queue''s settings (NULL: unchanged); new requests and claims use them; max_depth bounds its live requests';
+
+-- The privileges grant_queue and revoke_queue mean, checked; the role must
+-- exist (or, for revoke_queue, at least still hold a grant).
+CREATE FUNCTION asyncrr._queue_privileges(fn text, queue_name text, role_name name, privilege text)
+    RETURNS text[]
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM asyncrr._require('admin', fn);
+    PERFORM asyncrr._check_not_null('queue name', queue_name);
+    PERFORM asyncrr._check_not_null('role name', role_name);
+    PERFORM asyncrr._check_not_null('privilege', privilege);
+    IF privilege NOT IN ('submit', 'claim', 'all') THEN
+        RAISE EXCEPTION 'invalid queue privilege "%"', privilege
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Queue privileges are submit, claim and all.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = role_name)
+       AND (fn = 'grant_queue'
+            OR NOT EXISTS (SELECT 1 FROM asyncrr.queue_grant g WHERE g.role_name = _queue_privileges.role_name)) THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN CASE privilege WHEN 'all' THEN ARRAY['submit', 'claim'] ELSE ARRAY[privilege] END;
+END
+$$;
+
+CREATE FUNCTION asyncrr.grant_queue(queue_name text, role_name name, privilege text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    privs text[] := asyncrr._queue_privileges('grant_queue', grant_queue.queue_name,
+                                              grant_queue.role_name, grant_queue.privilege);
+    q asyncrr.queue := asyncrr._queue(grant_queue.queue_name);
+BEGIN
+    INSERT INTO asyncrr.queue_grant (queue_name, privilege, role_name, granted_by)
+    SELECT q.queue_name, p, grant_queue.role_name, session_user FROM pg_catalog.unnest(privs) p
+    ON CONFLICT DO NOTHING;
+END
+$$;
+COMMENT ON FUNCTION asyncrr.grant_queue(text, name, text) IS
+    'let a role (and its members) submit to (submit) or claim from (claim) a queue, or both (all)';
+
+CREATE FUNCTION asyncrr.revoke_queue(queue_name text, role_name name, privilege text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    privs text[] := asyncrr._queue_privileges('revoke_queue', revoke_queue.queue_name,
+                                              revoke_queue.role_name, revoke_queue.privilege);
+    q asyncrr.queue := asyncrr._queue(revoke_queue.queue_name);
+BEGIN
+    DELETE FROM asyncrr.queue_grant
+     WHERE queue_name = q.queue_name AND role_name = revoke_queue.role_name
+       AND privilege = ANY (privs);
+END
+$$;
+COMMENT ON FUNCTION asyncrr.revoke_queue(text, name, text) IS
+    'take back a privilege (submit, claim or all) on a queue from a role; revoking what was not granted does nothing';
 
 ------------------------------------------------------------------------------
 -- Requesters
@@ -441,6 +710,7 @@ CREATE FUNCTION asyncrr.open_inbox(inbox_name text DEFAULT NULL) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM asyncrr._require('requester', 'open_inbox');
     IF inbox_name IS NULL THEN
         RETURN asyncrr._channel((asyncrr._open_inbox(asyncrr._session_inbox_name(), false)).inbox_name);
     END IF;
@@ -449,7 +719,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION asyncrr.open_inbox(text) IS
-    'open this session''s reply inbox (NULL: a session inbox; a name: a durable inbox), LISTEN on it, return its channel';
+    'open this session''s reply inbox (NULL: a session inbox; a name: a durable inbox, which belongs to the role that first opened it), LISTEN on it, return its channel';
 
 -- Submit for asyncrr.submit (inbox_name NULL: this session's inbox, opened
 -- if need be) and for CALL asyncrr.call (the call inbox).
@@ -460,7 +730,7 @@ CREATE FUNCTION asyncrr._submit(queue_name text, payload jsonb, timeout interval
 AS $$
 #variable_conflict use_column
 DECLARE
-    q asyncrr.queue := asyncrr._queue(_submit.queue_name);
+    q asyncrr.queue := asyncrr._queue(_submit.queue_name, 'submit');
     t interval := coalesce(_submit.timeout, q.default_timeout);
     id uuid := coalesce(_submit.correlation_id, pg_catalog.gen_random_uuid());
     inbox text := _submit.inbox_name;
@@ -483,6 +753,18 @@ BEGIN
     -- a repeat of a known id writes nothing, not even a session inbox
     SELECT * INTO old FROM asyncrr.request WHERE correlation_id = id;
     IF NOT FOUND THEN
+        -- backpressure: a full queue refuses new requests.  Counted under
+        -- the statement's snapshot, not serialized: concurrent submits may
+        -- each see one free place (doc/security.md, "max_depth").
+        IF q.max_depth IS NOT NULL
+           AND (SELECT count(*) FROM (SELECT 1 FROM asyncrr.request l
+                                       WHERE l.queue_name = q.queue_name AND l.state IN ('pending', 'claimed')
+                                       LIMIT q.max_depth) live) >= q.max_depth THEN
+            RAISE EXCEPTION 'queue "%" is full', q.queue_name
+                USING ERRCODE = 'configuration_limit_exceeded',
+                      DETAIL = format('It holds its max_depth of %s live requests.', q.max_depth),
+                      HINT = 'Retry later, or raise max_depth with asyncrr.alter_queue().';
+        END IF;
         IF inbox IS NULL THEN
             inbox := (asyncrr._current_inbox()).inbox_name;
         END IF;
@@ -503,6 +785,13 @@ BEGIN
     END IF;
 
     IF old.correlation_id IS NOT NULL THEN
+        -- another role's id: a conflict whatever the queue and payload, and
+        -- nothing about that request in the error
+        IF old.owner_role <> session_user THEN
+            RAISE EXCEPTION 'correlation id "%" is already used by a different request', id
+                USING ERRCODE = 'unique_violation',
+                      HINT = 'Use a new correlation id.';
+        END IF;
         -- the id exists: the same request again is a no-op, anything else a conflict
         IF old.queue_name IS DISTINCT FROM q.queue_name OR old.payload IS DISTINCT FROM _submit.payload THEN
             RAISE EXCEPTION 'correlation id "%" is already used by a different request', id
@@ -536,6 +825,7 @@ AS $$
 DECLARE
     inbox asyncrr.inbox := asyncrr._current_inbox();
 BEGIN
+    PERFORM asyncrr._require('requester', 'take_replies');
     PERFORM asyncrr._check_not_null('max_replies', take_replies.max_replies);
     IF take_replies.max_replies < 1 THEN
         RAISE EXCEPTION 'invalid max_replies %', take_replies.max_replies
@@ -568,8 +858,10 @@ CREATE FUNCTION asyncrr.cancel(correlation_id uuid) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r asyncrr.request := asyncrr._request_for_update(correlation_id);
+    r asyncrr.request;
 BEGIN
+    PERFORM asyncrr._require('requester', 'cancel');
+    r := asyncrr._request_for_update(correlation_id);
     IF r.state NOT IN ('pending', 'claimed') THEN
         RETURN false;
     END IF;
@@ -578,7 +870,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION asyncrr.cancel(uuid) IS
-    'cancel a live request (its requester gets a cancelled reply); false if it had already ended';
+    'cancel a live request of this role (its requester gets a cancelled reply); false if it had already ended';
 
 CREATE FUNCTION asyncrr.close_inbox(cancel_pending boolean DEFAULT false) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -589,6 +881,7 @@ DECLARE
     id uuid;
     n integer := 0;
 BEGIN
+    PERFORM asyncrr._require('requester', 'close_inbox');
     PERFORM asyncrr._check_not_null('cancel_pending', close_inbox.cancel_pending);
     IF inbox.inbox_name IS NULL THEN
         RETURN 0;
@@ -621,6 +914,7 @@ CREATE FUNCTION asyncrr.status(correlation_id uuid)
                   reply jsonb, error text, dead_letter_reason text)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+    SELECT asyncrr._require('requester', 'status');
     SELECT r.correlation_id, r.queue_name, r.state, r.attempt, r.worker,
            r.submitted_at, r.deadline, r.finished_at,
            coalesce(r.reply, r.late_reply), r.error,
@@ -628,10 +922,10 @@ AS $$
                             '(redriven as ' || r.redriven_to || ')',
                             '(redriven from ' || r.redriven_from || ')'), '')
       FROM asyncrr.request r
-     WHERE r.correlation_id = $1
+     WHERE r.correlation_id = $1 AND asyncrr._sees(r.owner_role)
 $$;
 COMMENT ON FUNCTION asyncrr.status(uuid) IS
-    'the whole story of one request, live or ended: one row, or none for an unknown id';
+    'the whole story of one request of this role, live or ended: one row, or none for an unknown id or another role''s';
 
 ------------------------------------------------------------------------------
 -- Workers
@@ -647,7 +941,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     -- no lock on the queue: a claim may sleep, and must not hold up drop_queue
-    q asyncrr.queue := asyncrr._queue(claim.queue_name, false);
+    q asyncrr.queue := asyncrr._queue(claim.queue_name, 'claim', false);
     l interval := coalesce(claim.lease, q.lease);
     label text := coalesce(claim.worker,
                            nullif(pg_catalog.current_setting('application_name'), ''),
@@ -709,7 +1003,10 @@ BEGIN
     WITH claimed AS (
         UPDATE asyncrr.request r
            SET state = 'claimed', attempt = r.attempt + 1, worker = label,
-               claimed_at = t, lease_until = t + l
+               claimed_at = t, lease_until = t + l,
+               claimed_by = asyncrr._backend_id(),
+               earlier_claimers = CASE WHEN r.claimed_by IS NULL THEN r.earlier_claimers
+                                       ELSE r.earlier_claimers || r.claimed_by END
          WHERE r.correlation_id = ANY (ids)
         RETURNING r.correlation_id, r.payload, r.headers, r.attempt, r.deadline, r.lease_until,
                   r.priority, r.submitted_at
@@ -723,40 +1020,65 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION asyncrr.claim(text, integer, interval, text, interval) IS
-    'hand out up to max_requests requests of a queue under a lease, highest priority then oldest; concurrent claimers skip each other; with wait, sleep until work arrives';
+    'hand out up to max_requests requests of a queue under a lease, highest priority then oldest; concurrent claimers skip each other; with wait, sleep until work arrives; needs claim on the queue';
 
-CREATE FUNCTION asyncrr.complete(correlation_id uuid, reply jsonb) RETURNS text
+-- complete, fail and extend_lease come in two forms.  Given the attempt
+-- that claim() returned, a call for any other attempt, or for an attempt
+-- whose lease ran out and returned the request to its queue, is "late"
+-- (extend_lease: 55000) and writes nothing.  Without it (attempt NULL, or
+-- the shorter signatures), the same holds for a backend that made an
+-- earlier claim of the request but not the latest; any other caller with
+-- claim on the queue is taken to act for the current claim.
+CREATE FUNCTION asyncrr.complete(correlation_id uuid, reply jsonb, attempt integer) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
 DECLARE
-    r asyncrr.request := asyncrr._request_for_update(correlation_id);
+    r asyncrr.request;
 BEGIN
-    PERFORM asyncrr._check_size('reply', reply);
-    IF r.state = 'pending' THEN
+    PERFORM asyncrr._require('worker', 'complete');
+    r := asyncrr._request_for_update(complete.correlation_id, 'claim');
+    PERFORM asyncrr._check_size('reply', complete.reply);
+    IF asyncrr._stale_claim(r, complete.attempt) THEN
+        RETURN 'late';
+    ELSIF r.state = 'pending' THEN
         RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'Only a claimed request can be completed or failed.',
                   HINT = 'Claim it with asyncrr.claim() first.';
     ELSIF r.state <> 'claimed' THEN
-        RETURN asyncrr._after_end(r, reply);
+        RETURN asyncrr._after_end(r, complete.reply);
     END IF;
-    PERFORM asyncrr._end_request(r.correlation_id, 'completed', reply, NULL, NULL);
+    PERFORM asyncrr._end_request(r.correlation_id, 'completed', complete.reply, NULL, NULL);
     RETURN 'completed';
 END
 $$;
-COMMENT ON FUNCTION asyncrr.complete(uuid, jsonb) IS
-    'record the reply to a claimed request: completed, or duplicate / late if it had already ended';
+COMMENT ON FUNCTION asyncrr.complete(uuid, jsonb, integer) IS
+    'record the reply of the claim with this attempt: completed, duplicate if the request had already ended, late if it had timed out or the claim is no longer current';
 
-CREATE FUNCTION asyncrr.fail(correlation_id uuid, error text, retry boolean DEFAULT false) RETURNS text
+CREATE FUNCTION asyncrr.complete(correlation_id uuid, reply jsonb) RETURNS text
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT asyncrr.complete($1, $2, NULL::integer)
+$$;
+COMMENT ON FUNCTION asyncrr.complete(uuid, jsonb) IS
+    'record the reply to a claimed request: completed, or duplicate / late if it had already ended or this session''s claim was superseded';
+
+CREATE FUNCTION asyncrr.fail(correlation_id uuid, error text, attempt integer, retry boolean DEFAULT false)
+    RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    r asyncrr.request := asyncrr._request_for_update(fail.correlation_id);
+    r asyncrr.request;
 BEGIN
+    PERFORM asyncrr._require('worker', 'fail');
+    r := asyncrr._request_for_update(fail.correlation_id, 'claim');
     PERFORM asyncrr._check_not_null('error', fail.error);
     PERFORM asyncrr._check_not_null('retry', fail.retry);
-    IF r.state = 'pending' THEN
+    IF asyncrr._stale_claim(r, fail.attempt) THEN
+        RETURN 'late';
+    ELSIF r.state = 'pending' THEN
         RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'Only a claimed request can be completed or failed.',
@@ -780,19 +1102,37 @@ BEGIN
     RETURN 'retrying';
 END
 $$;
+COMMENT ON FUNCTION asyncrr.fail(uuid, text, integer, boolean) IS
+    'fail the claim with this attempt: failed, retrying or dead_lettered; duplicate / late as for complete()';
+
+CREATE FUNCTION asyncrr.fail(correlation_id uuid, error text, retry boolean DEFAULT false) RETURNS text
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT asyncrr.fail($1, $2, NULL::integer, $3)
+$$;
 COMMENT ON FUNCTION asyncrr.fail(uuid, text, boolean) IS
     'fail a claimed request: failed, retrying (back to the queue), or dead_lettered when retries are used up; duplicate / late if it had already ended';
 
-CREATE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval) RETURNS timestamptz
+CREATE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval, attempt integer)
+    RETURNS timestamptz
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    r asyncrr.request := asyncrr._request_for_update(extend_lease.correlation_id);
+    r asyncrr.request;
     new_end timestamptz;
 BEGIN
+    PERFORM asyncrr._require('worker', 'extend_lease');
+    r := asyncrr._request_for_update(extend_lease.correlation_id, 'claim');
     PERFORM asyncrr._check_positive('lease extension', extend_lease.extra);
-    IF r.state <> 'claimed' THEN
+    IF asyncrr._stale_claim(r, extend_lease.attempt) THEN
+        RAISE EXCEPTION 'claim of request "%" is no longer current', r.correlation_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = CASE WHEN extend_lease.attempt IS NULL
+                                THEN 'Another session has claimed it since.'
+                                ELSE format('Attempt %s is over: the request is %s, at attempt %s.',
+                                            extend_lease.attempt, r.state, r.attempt) END;
+    ELSIF r.state <> 'claimed' THEN
         RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = format('Its state is %s: the claim is no longer current.', r.state);
@@ -802,6 +1142,14 @@ BEGIN
     PERFORM asyncrr._note_deadline(new_end);
     RETURN new_end;
 END
+$$;
+COMMENT ON FUNCTION asyncrr.extend_lease(uuid, interval, integer) IS
+    'heartbeat for the claim with this attempt: its lease now ends extra from now; returns the new end';
+
+CREATE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval) RETURNS timestamptz
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT asyncrr.extend_lease($1, $2, NULL::integer)
 $$;
 COMMENT ON FUNCTION asyncrr.extend_lease(uuid, interval) IS
     'heartbeat for long work: the claim''s lease now ends extra from now; returns the new end';
@@ -966,6 +1314,7 @@ DECLARE
     q asyncrr.queue;
     new_id uuid := pg_catalog.gen_random_uuid();
 BEGIN
+    PERFORM asyncrr._require('admin', 'redrive');
     PERFORM asyncrr._check_not_null('correlation id', redrive.correlation_id);
     DELETE FROM asyncrr.dead_letter WHERE correlation_id = redrive.correlation_id
     RETURNING * INTO d;
@@ -994,10 +1343,12 @@ CREATE FUNCTION asyncrr.redrive_queue(queue_name text, reason text DEFAULT NULL)
 AS $$
 #variable_conflict use_column
 DECLARE
-    q asyncrr.queue := asyncrr._queue(redrive_queue.queue_name);
+    q asyncrr.queue;
     id uuid;
     n bigint := 0;
 BEGIN
+    PERFORM asyncrr._require('admin', 'redrive_queue');
+    q := asyncrr._queue(redrive_queue.queue_name);
     IF redrive_queue.reason IS NOT NULL
        AND redrive_queue.reason NOT IN ('timeout', 'max_attempts', 'queue_dropped', 'requester_gone') THEN
         RAISE EXCEPTION 'invalid dead letter reason "%"', redrive_queue.reason
@@ -1025,6 +1376,7 @@ AS $$
 DECLARE
     n bigint;
 BEGIN
+    PERFORM asyncrr._require('admin', 'purge_dead_letters');
     PERFORM asyncrr._check_not_null('older_than', purge_dead_letters.older_than);
     IF purge_dead_letters.older_than < interval '0' THEN
         RAISE EXCEPTION 'invalid older_than "%"', purge_dead_letters.older_than
@@ -1040,24 +1392,36 @@ COMMENT ON FUNCTION asyncrr.purge_dead_letters(interval) IS
     'remove dead letters older than the given age (0: all); returns how many';
 
 ------------------------------------------------------------------------------
--- psql inspection
+-- psql inspection.  Each view shows an administrator everything and anyone
+-- else only its own: its requests, its inboxes, its dead letters, the
+-- queues and grants that concern it.  security_barrier: a caller's own
+-- functions in a WHERE clause never see the rows filtered out.
 ------------------------------------------------------------------------------
 
-CREATE VIEW asyncrr.pending AS
+CREATE VIEW asyncrr.pending WITH (security_barrier) AS
 SELECT r.queue_name, r.correlation_id, r.state, r.priority, r.attempt, r.worker,
-       r.submitted_at, r.deadline, r.lease_until, r.inbox_name AS inbox
+       r.submitted_at, r.deadline, r.lease_until, r.inbox_name AS inbox, r.owner_role AS owner
   FROM asyncrr.request r
- WHERE r.state IN ('pending', 'claimed');
-COMMENT ON VIEW asyncrr.pending IS 'live requests (pending or claimed), with their deadlines, leases and inboxes';
+ WHERE r.state IN ('pending', 'claimed')
+   AND ((SELECT asyncrr._is_admin()) OR r.owner_role = session_user);
+COMMENT ON VIEW asyncrr.pending IS 'live requests (pending or claimed) of this role (administrators: all), with their deadlines, leases and inboxes';
 
-CREATE VIEW asyncrr.dead_letters AS
+CREATE VIEW asyncrr.dead_letters WITH (security_barrier) AS
 SELECT d.queue_name, d.correlation_id, d.reason, d.attempt, d.worker, d.last_error,
        d.payload, d.headers, d.reply, d.late_reply, d.inbox_name AS inbox,
-       d.submitted_at, d.dead_lettered_at
-  FROM asyncrr.dead_letter d;
-COMMENT ON VIEW asyncrr.dead_letters IS 'dead-lettered requests with reason, payload, attempt, last error and any late reply';
+       d.submitted_at, d.dead_lettered_at, d.owner_role AS owner
+  FROM asyncrr.dead_letter d
+ WHERE (SELECT asyncrr._is_admin()) OR d.owner_role = session_user;
+COMMENT ON VIEW asyncrr.dead_letters IS 'dead-lettered requests of this role (administrators: all) with reason, payload, attempt, last error and any late reply';
 
-CREATE VIEW asyncrr.queue_stats AS
+-- A worker with claim on a queue sees all of its requests counted; a
+-- requester with submit only its own.
+CREATE VIEW asyncrr.queue_stats WITH (security_barrier) AS
+WITH q AS (
+    SELECT q.queue_name, q.max_depth,
+           asyncrr._may(q.queue_name, 'claim') AS whole,
+           asyncrr._may(q.queue_name, 'submit') AS own
+      FROM asyncrr.queue q)
 SELECT q.queue_name,
        count(*) FILTER (WHERE r.state = 'pending')       AS pending,
        count(*) FILTER (WHERE r.state = 'claimed')       AS claimed,
@@ -1067,13 +1431,16 @@ SELECT q.queue_name,
        count(*) FILTER (WHERE r.state = 'timed_out')     AS timed_out,
        count(*) FILTER (WHERE r.state = 'cancelled')     AS cancelled,
        count(*) FILTER (WHERE r.state = 'dead_lettered') AS dead_lettered,
-       (SELECT count(*) FROM asyncrr.dead_letter d WHERE d.queue_name = q.queue_name) AS dead_letters
-  FROM asyncrr.queue q
-  LEFT JOIN asyncrr.request r ON r.queue_name = q.queue_name
- GROUP BY q.queue_name;
-COMMENT ON VIEW asyncrr.queue_stats IS 'per queue: live requests, age of the oldest pending one, and outcomes of the requests still retained';
+       (SELECT count(*) FROM asyncrr.dead_letter d
+         WHERE d.queue_name = q.queue_name AND (q.whole OR d.owner_role = session_user)) AS dead_letters,
+       q.max_depth
+  FROM q
+  LEFT JOIN asyncrr.request r ON r.queue_name = q.queue_name AND (q.whole OR r.owner_role = session_user)
+ WHERE q.whole OR q.own
+ GROUP BY q.queue_name, q.max_depth, q.whole;
+COMMENT ON VIEW asyncrr.queue_stats IS 'per queue this role may use: live requests, age of the oldest pending one, outcomes of the requests still retained (with submit only: its own), max_depth';
 
-CREATE VIEW asyncrr.inboxes AS
+CREATE VIEW asyncrr.inboxes WITH (security_barrier) AS
 SELECT i.inbox_name AS name, asyncrr._channel(i.inbox_name) AS channel, i.durable,
        i.holder_pid, i.owner_role,
        (SELECT count(*) FROM asyncrr.request r
@@ -1082,8 +1449,18 @@ SELECT i.inbox_name AS name, asyncrr._channel(i.inbox_name) AS channel, i.durabl
        (SELECT count(*) FROM asyncrr.request r
          WHERE r.inbox_name = i.inbox_name AND r.state IN ('pending', 'claimed')) AS live_requests,
        i.opened_at, i.released_at
-  FROM asyncrr.inbox i;
-COMMENT ON VIEW asyncrr.inboxes IS 'reply inboxes: name, channel, durable or session, holding backend, untaken replies';
+  FROM asyncrr.inbox i
+ WHERE (SELECT asyncrr._is_admin()) OR i.owner_role = session_user;
+COMMENT ON VIEW asyncrr.inboxes IS 'reply inboxes of this role (administrators: all): name, channel, durable or session, holding backend, untaken replies';
+
+CREATE VIEW asyncrr.queue_grants WITH (security_barrier) AS
+SELECT g.queue_name, g.role_name, g.privilege, g.granted_by, g.granted_at
+  FROM asyncrr.queue_grant g
+ WHERE (SELECT asyncrr._is_admin())
+    OR pg_catalog.pg_has_role(session_user,
+                              (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = g.role_name),
+                              'MEMBER');
+COMMENT ON VIEW asyncrr.queue_grants IS 'per-queue privileges (administrators: all; others: those that apply to them)';
 
 ------------------------------------------------------------------------------
 -- The background worker's rules (src/worker.c decides when to run them).
@@ -1268,32 +1645,46 @@ SELECT w.pid, w.waits_for FROM asyncrr._waiters() w;
 COMMENT ON VIEW asyncrr.waiters IS 'backends sleeping in asyncrr.wait, CALL asyncrr.call (waits_for reply) or claim with wait (work)';
 
 ------------------------------------------------------------------------------
--- Privileges.  Internal functions are for the extension itself only.
+-- Privileges (doc/security.md).  Nothing is for PUBLIC: a role holds one of
+-- the three asyncrr roles or may do nothing.  The tables are granted to no
+-- one; every change goes through the SECURITY DEFINER functions, which check
+-- the caller's queue privileges and ownership themselves.
 ------------------------------------------------------------------------------
 
-REVOKE ALL ON FUNCTION
-    asyncrr._check_name(text, text), asyncrr._check_size(text, jsonb), asyncrr._channel(text),
-    asyncrr._notify_reply(text, uuid, text), asyncrr._backend_start(), asyncrr._listen(text),
-    asyncrr._unlisten(text), asyncrr._note_deadline(timestamptz),
-    asyncrr._backend_alive(integer, timestamptz), asyncrr._check_not_null(text, anyelement),
-    asyncrr._check_positive(text, interval), asyncrr._queue(text, boolean), asyncrr._request_for_update(uuid),
-    asyncrr._current_inbox(), asyncrr._session_inbox_name(),
-    asyncrr._end_request(uuid, text, jsonb, text, text), asyncrr._after_end(asyncrr.request, jsonb),
-    asyncrr._open_inbox(text, boolean), asyncrr._expire_deadlines(integer),
-    asyncrr._expire_leases(integer), asyncrr._orphan_inboxes(integer, interval),
-    asyncrr._purge_requests(integer, interval), asyncrr._purge_old_dead_letters(integer, interval),
-    asyncrr._next_event(), asyncrr._submit(text, jsonb, interval, uuid, integer, jsonb, text),
-    asyncrr._time_out(uuid), asyncrr._wait_reply(uuid, timestamptz), asyncrr._wait(uuid, interval),
-    asyncrr._wait_register_reply(uuid), asyncrr._wait_register_work(text), asyncrr._wait_reset(),
-    asyncrr._wait_sleep(timestamptz), asyncrr._wait_unregister(), asyncrr._wake_work_at_commit(text)
-FROM PUBLIC;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA asyncrr FROM PUBLIC;
 
--- CALL asyncrr.call runs as its caller (a procedure that COMMITs cannot be
--- SECURITY DEFINER): these are its two steps, safe for anyone to call.
-GRANT EXECUTE ON FUNCTION asyncrr._call_precheck(text),
-    asyncrr._call_submit(text, jsonb, interval, uuid), asyncrr._call_wait(uuid) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    asyncrr.open_inbox(text), asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb),
+    asyncrr.take_replies(integer), asyncrr.cancel(uuid), asyncrr.close_inbox(boolean),
+    asyncrr.status(uuid), asyncrr.wait(uuid, interval),
+    -- CALL asyncrr.call runs as its caller (a procedure that COMMITs cannot
+    -- be SECURITY DEFINER): these are its steps
+    asyncrr._call_precheck(text), asyncrr._call_submit(text, jsonb, interval, uuid),
+    asyncrr._call_wait(uuid)
+TO asyncrr_requester, asyncrr_admin;
+GRANT EXECUTE ON PROCEDURE asyncrr.call(text, jsonb, interval, uuid, text, jsonb, text)
+TO asyncrr_requester, asyncrr_admin;
 
--- the inboxes view shows channels: deriving one is harmless
-GRANT EXECUTE ON FUNCTION asyncrr._channel(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    asyncrr.claim(text, integer, interval, text, interval),
+    asyncrr.complete(uuid, jsonb), asyncrr.complete(uuid, jsonb, integer),
+    asyncrr.fail(uuid, text, boolean), asyncrr.fail(uuid, text, integer, boolean),
+    asyncrr.extend_lease(uuid, interval), asyncrr.extend_lease(uuid, interval, integer)
+TO asyncrr_worker, asyncrr_admin;
 
-GRANT SELECT ON asyncrr.pending, asyncrr.queue_stats, asyncrr.inboxes, asyncrr.waiters TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    asyncrr.create_queue(text, interval, interval, integer), asyncrr.drop_queue(text, boolean),
+    asyncrr.alter_queue(text, interval, interval, integer, integer),
+    asyncrr.grant_queue(text, name, text), asyncrr.revoke_queue(text, name, text),
+    asyncrr.redrive(uuid), asyncrr.redrive_queue(text, text), asyncrr.purge_dead_letters(interval)
+TO asyncrr_admin;
+
+-- The views filter with these (a view's functions run with the reader's
+-- privileges); each answers only about the caller, or derives a name.
+GRANT EXECUTE ON FUNCTION asyncrr._is_admin(), asyncrr._may(text, text), asyncrr._channel(text),
+    asyncrr._waiters()
+TO asyncrr_requester, asyncrr_worker, asyncrr_admin;
+
+GRANT SELECT ON asyncrr.pending, asyncrr.queue_stats, asyncrr.inboxes, asyncrr.dead_letters,
+                asyncrr.queue_grants, asyncrr.waiters
+TO asyncrr_requester, asyncrr_worker, asyncrr_admin;

@@ -14,17 +14,17 @@ SELECT c.relname, c.relkind, obj_description(c.oid, 'pg_class') IS NOT NULL AS c
   FROM pg_class c WHERE c.relnamespace = 'asyncrr'::regnamespace AND c.relkind IN ('r', 'v')
  ORDER BY 1;
 
--- no table or view of asyncrr grants PUBLIC anything but SELECT on a view
+-- no table or view of asyncrr grants PUBLIC anything (roles.sql: nor the
+-- asyncrr roles anything on a table)
 SELECT c.relname, a.privilege_type
   FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
  WHERE c.relnamespace = 'asyncrr'::regnamespace AND a.grantee = 0
  ORDER BY 1, 2;
 
--- no internal function is executable by PUBLIC, but the pure channel name
--- and the steps of CALL asyncrr.call (which runs as its caller)
+-- no function is executable by PUBLIC, internal or not
 SELECT p.proname
   FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
- WHERE p.pronamespace = 'asyncrr'::regnamespace AND p.proname ~ '^_' AND a.grantee = 0
+ WHERE p.pronamespace = 'asyncrr'::regnamespace AND a.grantee = 0
  ORDER BY 1;
 
 -- user-facing functions run with a pinned search_path; the one exception is

@@ -1,6 +1,6 @@
 -- Views: asyncrr.pending (live requests), asyncrr.queue_stats (per queue
 -- counts by state), asyncrr.dead_letters and asyncrr.inboxes; who may read
--- them.
+-- them (per role in roles.sql).
 \set VERBOSITY terse
 SELECT asyncrr.create_queue('vw_a', max_attempts => 1);
 SELECT asyncrr.create_queue('vw_b');
@@ -44,18 +44,26 @@ SELECT name, channel, durable, holder_pid = pg_backend_pid() AS mine, untaken_re
 SELECT count(*) AS taken FROM asyncrr.take_replies();
 SELECT untaken_replies, live_requests FROM asyncrr.inboxes WHERE name = 'vw_inbox';
 
--- an unprivileged role may read pending, queue_stats and inboxes, not the
--- dead letters (they hold payloads) nor the tables
+-- a role that holds none of the asyncrr roles cannot read any view, nor
+-- the tables; a requester reads the views but sees only its own rows (none
+-- of these: they are the superuser's) and still not the tables.
+-- SET SESSION AUTHORIZATION, because the views go by session_user.
 CREATE ROLE regress_asyncrr_viewer;
-SET ROLE regress_asyncrr_viewer;
+SET SESSION AUTHORIZATION regress_asyncrr_viewer;
+SELECT count(*) AS pending FROM asyncrr.pending WHERE queue_name LIKE 'vw\_%';
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM asyncrr.dead_letters;
+\echo :LAST_ERROR_SQLSTATE
+RESET SESSION AUTHORIZATION;
+GRANT asyncrr_requester TO regress_asyncrr_viewer;
+SET SESSION AUTHORIZATION regress_asyncrr_viewer;
 SELECT count(*) AS pending FROM asyncrr.pending WHERE queue_name LIKE 'vw\_%';
 SELECT queue_name, pending FROM asyncrr.queue_stats WHERE queue_name LIKE 'vw\_%' ORDER BY 1;
 SELECT count(*) AS inboxes FROM asyncrr.inboxes WHERE name = 'vw_inbox';
-SELECT count(*) FROM asyncrr.dead_letters;
-\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS dead_letters FROM asyncrr.dead_letters;
 SELECT count(*) FROM asyncrr.request;
 \echo :LAST_ERROR_SQLSTATE
-RESET ROLE;
+RESET SESSION AUTHORIZATION;
 DROP ROLE regress_asyncrr_viewer;
 
 -- clean up
