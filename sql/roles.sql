@@ -126,7 +126,10 @@ SELECT * FROM regress_try(
     $$SELECT asyncrr.cancel('a0000000-0000-0000-0000-000000000001')$$,
     $$SELECT asyncrr.close_inbox()$$,
     $$SELECT * FROM asyncrr.status('a0000000-0000-0000-0000-000000000001')$$,
+    $$SELECT * FROM asyncrr.wait('a0000000-0000-0000-0000-000000000001', '0')$$,
+    $$CALL asyncrr.call('rl_billing', '{}')$$,
     $$SELECT * FROM asyncrr.claim('rl_billing')$$,
+    $$SELECT * FROM asyncrr.claim('rl_billing', wait => '1 second')$$,
     $$SELECT asyncrr.complete('a0000000-0000-0000-0000-000000000001', '{}')$$,
     $$SELECT asyncrr.complete('a0000000-0000-0000-0000-000000000001', '{}', 1)$$,
     $$SELECT asyncrr.fail('a0000000-0000-0000-0000-000000000001', 'x')$$,
@@ -191,11 +194,14 @@ SELECT * FROM regress_try(
     $$SELECT asyncrr.cancel('a0000000-0000-0000-0000-000000000001')$$,
     $$SELECT asyncrr.close_inbox()$$,
     $$SELECT * FROM asyncrr.status('a0000000-0000-0000-0000-000000000001')$$,
+    $$SELECT * FROM asyncrr.wait('a0000000-0000-0000-0000-000000000001', '0')$$,
+    $$CALL asyncrr.call('rl_billing', '{}')$$,
     $$SELECT asyncrr.redrive('a0000000-0000-0000-0000-000000000001')$$,
     $$SELECT asyncrr.redrive_queue('rl_billing')$$,
     $$SELECT asyncrr.purge_dead_letters('0')$$,
     -- no claim privilege on rl_mail, nor on its requests
     $$SELECT * FROM asyncrr.claim('rl_mail')$$,
+    $$SELECT * FROM asyncrr.claim('rl_mail', wait => '1 second')$$,
     $$SELECT asyncrr.complete('e0000000-0000-0000-0000-00000000000d', '{}')$$,
     $$SELECT asyncrr.fail('e0000000-0000-0000-0000-00000000000d', 'x', retry => true)$$,
     $$SELECT asyncrr.extend_lease('e0000000-0000-0000-0000-00000000000d', '1 hour')$$,
@@ -238,6 +244,11 @@ SELECT replace(outcome, 'a0000000-0000-0000-0000-000000000001', '<id>') AS alice
   FROM regress_try($$SELECT asyncrr.cancel('a0000000-0000-0000-0000-000000000001')$$);
 SELECT replace(outcome, 'a0000000-0000-0000-0000-0000000000ff', '<id>') AS unknown
   FROM regress_try($$SELECT asyncrr.cancel('a0000000-0000-0000-0000-0000000000ff')$$);
+-- wait: the same SQLSTATE and message as for an unknown id
+SELECT replace(outcome, 'a0000000-0000-0000-0000-000000000001', '<id>') AS alices
+  FROM regress_try($$SELECT * FROM asyncrr.wait('a0000000-0000-0000-0000-000000000001', '0')$$);
+SELECT replace(outcome, 'a0000000-0000-0000-0000-0000000000ff', '<id>') AS unknown
+  FROM regress_try($$SELECT * FROM asyncrr.wait('a0000000-0000-0000-0000-0000000000ff', '0')$$);
 -- submit with alice's id: a conflict that tells nothing about her request,
 -- whether or not queue and payload match hers
 SELECT outcome FROM regress_try(
