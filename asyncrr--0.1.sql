@@ -1170,11 +1170,6 @@ AS $$
 DECLARE
     r asyncrr.request;
 BEGIN
-    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'asyncrr.wait requires the READ COMMITTED isolation level'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = 'A waiter must see replies committed after its transaction began.';
-    END IF;
     PERFORM asyncrr._wait_register_reply(id);
     LOOP
         PERFORM asyncrr._wait_reset();
@@ -1217,8 +1212,10 @@ CREATE FUNCTION asyncrr._wait(id uuid, timeout interval)
 AS $$
 #variable_conflict use_column
 DECLARE
-    inbox text := (asyncrr._current_inbox()).inbox_name;
+    inbox text;
 BEGIN
+    PERFORM asyncrr._require('requester', 'wait');
+    inbox := (asyncrr._current_inbox()).inbox_name;
     PERFORM asyncrr._check_not_null('correlation id', id);
     PERFORM asyncrr._check_not_null('timeout', timeout);
     IF timeout < interval '0' THEN
@@ -1248,9 +1245,14 @@ COMMENT ON FUNCTION asyncrr.wait(uuid, interval) IS
 -- which has no channel: the caller waits on its latch.
 CREATE FUNCTION asyncrr._call_submit(queue_name text, payload jsonb, timeout interval,
                                      correlation_id uuid) RETURNS uuid
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT asyncrr._submit($1, $2, $3, $4, 0, NULL, '_call')
+BEGIN
+    -- refused in a transaction block (call would COMMIT it) or without
+    -- the waiter registry, before anything is written
+    PERFORM asyncrr._call_precheck('asyncrr.call');
+    RETURN asyncrr._submit($1, $2, $3, $4, 0, NULL, '_call');
+END
 $$;
 
 CREATE FUNCTION asyncrr._call_wait(id uuid)
@@ -1262,6 +1264,7 @@ DECLARE
     r asyncrr.request;
     w record;
 BEGIN
+    PERFORM asyncrr._require('requester', 'call');
     SELECT * INTO r FROM asyncrr.request
      WHERE correlation_id = id
        AND inbox_name = '_call' AND owner_role = session_user;
@@ -1289,7 +1292,6 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    PERFORM asyncrr._call_precheck('asyncrr.call');
     correlation_id := asyncrr._call_submit(queue_name, payload, timeout, correlation_id);
     COMMIT;
     SELECT * INTO r FROM asyncrr._call_wait(correlation_id);
@@ -1640,9 +1642,11 @@ AS $$
                  (SELECT min(lease_until) FROM asyncrr.request WHERE state = 'claimed'))
 $$;
 
-CREATE VIEW asyncrr.waiters AS
-SELECT w.pid, w.waits_for FROM asyncrr._waiters() w;
-COMMENT ON VIEW asyncrr.waiters IS 'backends sleeping in asyncrr.wait, CALL asyncrr.call (waits_for reply) or claim with wait (work)';
+CREATE VIEW asyncrr.waiters WITH (security_barrier) AS
+SELECT w.pid, w.waits_for FROM asyncrr._waiters() w
+ WHERE asyncrr._is_admin()
+    OR w.pid IN (SELECT a.pid FROM pg_catalog.pg_stat_activity a WHERE a.usename = session_user);
+COMMENT ON VIEW asyncrr.waiters IS 'backends sleeping in asyncrr.wait, CALL asyncrr.call (waits_for reply) or claim with wait (work); a non-administrator sees its own sessions only';
 
 ------------------------------------------------------------------------------
 -- Privileges (doc/security.md).  Nothing is for PUBLIC: a role holds one of
@@ -1659,7 +1663,7 @@ GRANT EXECUTE ON FUNCTION
     asyncrr.status(uuid), asyncrr.wait(uuid, interval),
     -- CALL asyncrr.call runs as its caller (a procedure that COMMITs cannot
     -- be SECURITY DEFINER): these are its steps
-    asyncrr._call_precheck(text), asyncrr._call_submit(text, jsonb, interval, uuid),
+    asyncrr._call_submit(text, jsonb, interval, uuid),
     asyncrr._call_wait(uuid)
 TO asyncrr_requester, asyncrr_admin;
 GRANT EXECUTE ON PROCEDURE asyncrr.call(text, jsonb, interval, uuid, text, jsonb, text)

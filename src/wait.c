@@ -201,6 +201,10 @@ ensure_callbacks(void)
 	}
 }
 
+/*
+ * Refuses to wait where a wait could not work: without the registry, or
+ * with a transaction snapshot, which would never show the commit waited for.
+ */
 static void
 require_registry(const char *what)
 {
@@ -208,7 +212,12 @@ require_registry(const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s requires asyncrr to be loaded via shared_preload_libraries", what),
-				 errhint("Add asyncrr to shared_preload_libraries and restart the server, or use asyncrr.take_replies() with LISTEN.")));
+				 errhint("Add asyncrr to shared_preload_libraries and restart the server.")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s requires the READ COMMITTED isolation level", what),
+				 errdetail("A waiter must see what commits after its transaction began.")));
 	ensure_callbacks();
 }
 

@@ -53,8 +53,12 @@ PGDLLEXPORT void asyncrr_worker_main(Datum main_arg);
 
 PG_FUNCTION_INFO_V1(asyncrr_note_deadline);
 
-/* How often the worker looks at inboxes and retention, at the most. */
-#define HOUSEKEEPING_MS 1000
+/*
+ * How often the worker looks at inboxes and retention, at the most: once a
+ * second, or once per precision step when that is longer (every pass also
+ * ends what is due, so a shorter one would make a coarse precision moot).
+ */
+#define HOUSEKEEPING_MS Max(1000, asyncrr_precision)
 /* How long to wait for the extension to be created, or after an error. */
 #define RETRY_MS 1000
 
