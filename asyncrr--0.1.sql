@@ -992,8 +992,16 @@ BEGIN
         END IF;
         EXIT WHEN pg_catalog.cardinality(ids) > 0 OR until IS NULL
                OR pg_catalog.clock_timestamp() >= until;
-        -- sleep until a commit makes work in this queue, or the wait ends
-        PERFORM asyncrr._wait_sleep(until);
+        IF EXISTS (SELECT 1 FROM asyncrr.request c
+                    WHERE c.state = 'pending' AND c.queue_name = q.queue_name AND c.deadline > t) THEN
+            -- work we skipped because another claim holds it locked: if that
+            -- claim rolls back, no commit will wake us, so look again soon
+            PERFORM asyncrr._wait_sleep(least(until, pg_catalog.clock_timestamp()
+                                                                 + interval '10 milliseconds'));
+        ELSE
+            -- sleep until a commit makes work in this queue, or the wait ends
+            PERFORM asyncrr._wait_sleep(until);
+        END IF;
     END LOOP;
     IF until IS NOT NULL THEN
         PERFORM asyncrr._wait_unregister();
@@ -1287,17 +1295,14 @@ CREATE PROCEDURE asyncrr.call(queue_name text, payload jsonb, timeout interval D
                               INOUT reply jsonb DEFAULT NULL, INOUT error text DEFAULT NULL)
     LANGUAGE plpgsql
 -- No SECURITY DEFINER and no SET clause: a procedure with either cannot
--- COMMIT.  Every name below is schema-qualified instead.
+-- COMMIT.  So it declares no variable (PL/pgSQL would look its type up in
+-- the caller's search_path) and names every function schema-qualified.
 AS $$
-DECLARE
-    r record;
 BEGIN
     correlation_id := asyncrr._call_submit(queue_name, payload, timeout, correlation_id);
     COMMIT;
-    SELECT * INTO r FROM asyncrr._call_wait(correlation_id);
-    status := r.status;
-    reply := r.reply;
-    error := r.error;
+    SELECT w.status, w.reply, w.error INTO status, reply, error
+      FROM asyncrr._call_wait(correlation_id) w;
 END
 $$;
 COMMENT ON PROCEDURE asyncrr.call(text, jsonb, interval, uuid, text, jsonb, text) IS
@@ -1564,7 +1569,9 @@ BEGIN
     FOR r IN SELECT q.* FROM asyncrr.request q
                LEFT JOIN asyncrr.inbox i ON i.inbox_name = q.inbox_name
               WHERE q.finished_at IS NOT NULL AND q.taken_at IS NULL
-                AND ((i.inbox_name IS NULL AND q.finished_at <= now() - grace)
+                -- (a CALL takes its reply within moments: never before a minute)
+                AND ((i.inbox_name IS NULL
+                      AND q.finished_at <= now() - greatest(grace, interval '1 minute'))
                      OR (NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - grace))
               ORDER BY q.finished_at
               LIMIT batch_size

@@ -97,6 +97,17 @@ SET statement_timeout = '200ms';
 SELECT count(*) FROM asyncrr.claim('wait_q', wait => '1 minute');
 RESET statement_timeout;
 
+-- A transaction whose commit would wake waiters cannot be prepared: COMMIT
+-- PREPARED, later and elsewhere, could not wake them (NOTIFY has the same rule).
+SELECT asyncrr.open_inbox('wait-prepared');
+UNLISTEN *;
+BEGIN;
+SELECT asyncrr.submit('wait_q', '{"n": 6}') IS NOT NULL AS submitted;
+PREPARE TRANSACTION 'asyncrr_wait_test';
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+SELECT count(*) AS submitted FROM asyncrr.pending WHERE queue_name = 'wait_q';
+SELECT asyncrr.close_inbox();
+
 -- nobody is left waiting
 SELECT count(*) AS waiters FROM asyncrr.waiters;
 SELECT asyncrr.purge_dead_letters('0') >= 1 AS purged;

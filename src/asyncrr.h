@@ -15,6 +15,15 @@
 
 #include "utils/uuid.h"
 
+#include "storage/proc.h"
+
+/* This backend's PGPROC number (PostgreSQL 17 renamed it). */
+#if PG_VERSION_NUM >= 170000
+#define ASYNCRR_MY_PROCNO MyProcNumber
+#else
+#define ASYNCRR_MY_PROCNO (MyProc->pgprocno)
+#endif
+
 /* Longest queue or durable inbox name, in bytes. */
 #define ASYNCRR_NAME_MAX 48
 

@@ -50,8 +50,12 @@ name_is_valid(const char *name, int len)
 Datum
 asyncrr_check_name(PG_FUNCTION_ARGS)
 {
-	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *kind;
 	text	   *name;
+
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "asyncrr._check_name: kind must not be null");
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,

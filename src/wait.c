@@ -7,13 +7,15 @@
  *	  commit by the transactions that make that reply or work exist.
  *
  * A waiter takes a slot holding its PGPROC number and a key (a hash of the
- * correlation id or of the queue name), then loops: reset its latch, look
- * for what it waits for with a fresh snapshot, sleep on the latch.  A
- * transaction that records a reply or makes a request claimable notes the
- * key; when it commits (its changes are visible by then) it sets the latch
- * of every waiter on that key.  Because the latch is reset before looking
- * and set after the commit, no wake-up is lost.  Hash collisions only cause
- * a spurious wake-up and another look.
+ * correlation id or of the queue name), then loops: note the slot's wake-up
+ * count and reset its latch, look for what it waits for with a fresh
+ * snapshot, sleep on the latch unless the count moved.  A transaction that
+ * records a reply or makes a request claimable notes the key; when it
+ * commits (its changes are visible by then) it bumps the count of every
+ * waiter on that key and sets its latch.  The count makes the wake-up
+ * survive a look that itself waited on the latch (a lock or buffer wait
+ * resets it).  Hash collisions only cause a spurious wake-up and another
+ * look; a transaction that notes very many keys wakes every waiter.
  *
  * The registry has asyncrr.max_waiters slots.  When all are taken a waiter
  * polls every POLL_MS instead, and never fails.  A slot is given back when
@@ -66,6 +68,7 @@ typedef struct WaiterSlot
 {
 	int			procno;			/* -1: free */
 	uint32		key;
+	pg_atomic_uint32 wakeups;	/* bumped by every wake-up sent to it */
 } WaiterSlot;
 
 typedef struct WaiterRegistry
@@ -82,11 +85,17 @@ static WaiterRegistry *registry = NULL;
 /* this backend's slot, or -1; and whether it is waiting unregistered */
 static int	my_slot = -1;
 static bool my_polling = false;
+static uint32 my_seen_wakeups = 0;
 
-/* keys to wake when the current transaction commits */
-static uint32 *wake_keys = NULL;
+/*
+ * Keys to wake when the current transaction commits.  Past MAX_WAKE_KEYS
+ * (a transaction that ends thousands of requests) every waiter is woken
+ * instead, which keeps both the noting and the waking cheap.
+ */
+#define MAX_WAKE_KEYS 64
+static uint32 wake_keys[MAX_WAKE_KEYS];
 static int	n_wake_keys = 0;
-static int	max_wake_keys = 0;
+static bool wake_everyone = false;
 static bool callbacks_registered = false;
 
 static Size
@@ -115,7 +124,10 @@ asyncrr_wait_shmem_startup(void)
 		registry->lock = &(GetNamedLWLockTranche("asyncrr"))->lock;
 		registry->nslots = asyncrr_max_waiters;
 		for (int i = 0; i < registry->nslots; i++)
+		{
 			registry->slots[i].procno = -1;
+			pg_atomic_init_u32(&registry->slots[i].wakeups, 0);
+		}
 	}
 }
 
@@ -143,11 +155,12 @@ wake_waiters(void)
 
 		if (slot->procno < 0)
 			continue;
-		for (int k = 0; k < n_wake_keys; k++)
+		for (int k = 0; k < n_wake_keys || wake_everyone; k++)
 		{
-			if (slot->key == wake_keys[k])
+			if (wake_everyone || slot->key == wake_keys[k])
 			{
-				SetLatch(&ProcGlobal->allProcs[slot->procno].procLatch);
+				pg_atomic_fetch_add_u32(&slot->wakeups, 1);
+				SetLatch(&GetPGProcByNumber(slot->procno)->procLatch);
 				break;
 			}
 		}
@@ -160,13 +173,22 @@ wait_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_PREPARE:
+			/* like NOTIFY: COMMIT PREPARED, elsewhere, could wake nobody */
+			if (n_wake_keys > 0 || wake_everyone)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has recorded asyncrr replies or made work claimable")));
+			break;
 		case XACT_EVENT_COMMIT:
-			if (n_wake_keys > 0)
+			if (n_wake_keys > 0 || wake_everyone)
 				wake_waiters();
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
 			n_wake_keys = 0;
+			wake_everyone = false;
 			release_slot();
 			break;
 		default:
@@ -229,19 +251,15 @@ wake_at_commit(uint32 key)
 		return;					/* not preloaded: nobody can be waiting */
 	ensure_callbacks();
 
+	if (wake_everyone)
+		return;
 	for (int k = 0; k < n_wake_keys; k++)
 		if (wake_keys[k] == key)
 			return;
-	if (n_wake_keys == max_wake_keys)
-	{
-		max_wake_keys = Max(16, max_wake_keys * 2);
-		if (wake_keys == NULL)
-			wake_keys = MemoryContextAlloc(TopMemoryContext,
-										   max_wake_keys * sizeof(uint32));
-		else
-			wake_keys = repalloc(wake_keys, max_wake_keys * sizeof(uint32));
-	}
-	wake_keys[n_wake_keys++] = key;
+	if (n_wake_keys == MAX_WAKE_KEYS)
+		wake_everyone = true;
+	else
+		wake_keys[n_wake_keys++] = key;
 }
 
 static uint32
@@ -273,14 +291,16 @@ register_waiter(uint32 key, const char *what)
 {
 	require_registry(what);
 	if (my_slot >= 0 || my_polling)
-		elog(ERROR, "asyncrr: this backend is already waiting");
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s cannot run while this session is already waiting", what)));
 
 	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < registry->nslots; i++)
 	{
 		if (registry->slots[i].procno < 0)
 		{
-			registry->slots[i].procno = MyProc->pgprocno;
+			registry->slots[i].procno = ASYNCRR_MY_PROCNO;
 			registry->slots[i].key = key;
 			my_slot = i;
 			break;
@@ -323,6 +343,8 @@ asyncrr_wait_unregister(PG_FUNCTION_ARGS)
 Datum
 asyncrr_wait_reset(PG_FUNCTION_ARGS)
 {
+	if (my_slot >= 0)
+		my_seen_wakeups = pg_atomic_read_u32(&registry->slots[my_slot].wakeups);
 	ResetLatch(MyLatch);
 	PG_RETURN_VOID();
 }
@@ -342,6 +364,10 @@ asyncrr_wait_sleep(PG_FUNCTION_ARGS)
 
 	if (my_polling && ms > POLL_MS)
 		ms = POLL_MS;
+	/* a wake-up whose latch a wait inside the look used up still counts */
+	if (my_slot >= 0 &&
+		pg_atomic_read_u32(&registry->slots[my_slot].wakeups) != my_seen_wakeups)
+		ms = 0;
 	if (ms > 0)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 ms, PG_WAIT_EXTENSION);
@@ -400,7 +426,7 @@ asyncrr_waiters(PG_FUNCTION_ARGS)
 
 		if (slot->procno < 0)
 			continue;
-		values[0] = Int32GetDatum(ProcGlobal->allProcs[slot->procno].pid);
+		values[0] = Int32GetDatum(GetPGProcByNumber(slot->procno)->pid);
 		values[1] = CStringGetTextDatum((slot->key & 1) ? "reply" : "work");
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

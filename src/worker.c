@@ -110,11 +110,16 @@ wake_worker_xact_callback(XactEvent event, void *arg)
 	TimestampTz earliest = xact_earliest;
 	int			procno = -1;
 
-	if (earliest == DT_NOEND)
+	/*
+	 * Only the end of the transaction counts: PRE_COMMIT comes first and
+	 * must not use up what COMMIT acts on.  A prepared transaction's
+	 * deadline is left to the next housekeeping pass.
+	 */
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PARALLEL_ABORT && event != XACT_EVENT_PREPARE)
 		return;
 	xact_earliest = DT_NOEND;
-
-	if (event != XACT_EVENT_COMMIT || shared == NULL)
+	if (event != XACT_EVENT_COMMIT || earliest == DT_NOEND || shared == NULL)
 		return;
 
 	SpinLockAcquire(&shared->mutex);
@@ -123,7 +128,7 @@ wake_worker_xact_callback(XactEvent event, void *arg)
 	SpinLockRelease(&shared->mutex);
 
 	if (procno >= 0)
-		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+		SetLatch(&GetPGProcByNumber(procno)->procLatch);
 }
 
 /*
@@ -197,6 +202,7 @@ run_in_xact(const char *activity, const char *sql, int nargs, Oid *argtypes,
 			Datum *args, Datum *result, bool *isnull)
 {
 	bool		installed;
+	MemoryContext caller_context = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -218,6 +224,8 @@ run_in_xact(const char *activity, const char *sql, int nargs, Oid *argtypes,
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	/* CommitTransactionCommand leaves TopMemoryContext current */
+	MemoryContextSwitchTo(caller_context);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return installed;
@@ -228,7 +236,7 @@ run_in_xact(const char *activity, const char *sql, int nargs, Oid *argtypes,
  * Returns false if the extension is missing.
  */
 static bool
-run_step(const char *activity, const char *sql, Datum extra)
+run_step(const char *activity, const char *sql, int nargs, Datum extra)
 {
 	Oid			argtypes[2] = {INT4OID, INTERVALOID};
 	Datum		args[2];
@@ -240,7 +248,7 @@ run_step(const char *activity, const char *sql, Datum extra)
 		CHECK_FOR_INTERRUPTS();
 		args[0] = Int32GetDatum(asyncrr_batch_size);
 		args[1] = extra;
-		if (!run_in_xact(activity, sql, extra ? 2 : 1, argtypes, args, &done, &isnull))
+		if (!run_in_xact(activity, sql, nargs, argtypes, args, &done, &isnull))
 			return false;
 		if (isnull || DatumGetInt32(done) < asyncrr_batch_size)
 			return true;
@@ -267,20 +275,20 @@ run_pass(bool housekeeping)
 	bool		isnull;
 
 	if (!run_step("asyncrr: ending requests past their deadline",
-				  "SELECT asyncrr._expire_deadlines($1)", (Datum) 0))
+				  "SELECT asyncrr._expire_deadlines($1)", 1, (Datum) 0))
 		return DT_NOBEGIN;
 	run_step("asyncrr: returning requests whose lease ran out",
-			 "SELECT asyncrr._expire_leases($1)", (Datum) 0);
+			 "SELECT asyncrr._expire_leases($1)", 1, (Datum) 0);
 	if (housekeeping)
 	{
 		run_step("asyncrr: releasing inboxes of ended sessions",
-				 "SELECT asyncrr._orphan_inboxes($1, $2)",
+				 "SELECT asyncrr._orphan_inboxes($1, $2)", 2,
 				 seconds_interval(asyncrr_orphan_grace));
 		run_step("asyncrr: removing ended requests past retention",
-				 "SELECT asyncrr._purge_requests($1, $2)",
+				 "SELECT asyncrr._purge_requests($1, $2)", 2,
 				 seconds_interval(asyncrr_retention));
 		run_step("asyncrr: removing dead letters past retention",
-				 "SELECT asyncrr._purge_old_dead_letters($1, $2)",
+				 "SELECT asyncrr._purge_old_dead_letters($1, $2)", 2,
 				 seconds_interval(asyncrr_dead_letter_retention));
 	}
 	if (!run_in_xact("asyncrr: finding the next deadline",
@@ -314,7 +322,7 @@ asyncrr_worker_main(Datum main_arg)
 	pgstat_report_appname("asyncrr worker");
 
 	SpinLockAcquire(&shared->mutex);
-	shared->worker_procno = MyProc->pgprocno;
+	shared->worker_procno = ASYNCRR_MY_PROCNO;
 	shared->next_wakeup = DT_NOBEGIN;
 	SpinLockRelease(&shared->mutex);
 	before_shmem_exit(worker_detach, (Datum) 0);
@@ -334,7 +342,6 @@ asyncrr_worker_main(Datum main_arg)
 		MemoryContext old_context;
 
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -349,12 +356,19 @@ asyncrr_worker_main(Datum main_arg)
 		old_context = MemoryContextSwitchTo(pass_context);
 
 		if (RecoveryInProgress())
+		{
+			CHECK_FOR_INTERRUPTS();
 			wake = TimestampTzPlusMilliseconds(now, RETRY_MS);
+		}
 		else
 		{
 			PG_TRY();
 			{
-				TimestampTz next = run_pass(housekeeping);
+				TimestampTz next;
+
+				/* a query cancel (SIGINT) ends this pass, not the worker */
+				CHECK_FOR_INTERRUPTS();
+				next = run_pass(housekeeping);
 
 				if (housekeeping)
 					last_housekeeping = now;

@@ -46,6 +46,12 @@ is( $node->safe_psql('postgres',
 	$bgwriter_before,
 	'SIGTERM of the worker is no crash: the cluster was not restarted');
 
+# A query cancel (SIGINT) ends the worker's pass at most, never the worker.
+$pid = AsyncrrTest::worker_pid($node);
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
+sleep 2;
+is(AsyncrrTest::worker_pid($node), $pid, 'a cancelled worker keeps running');
+
 # A server restart with live requests: pending ones still time out after it,
 # and a claim whose lease ran out during the downtime goes back to pending.
 my $pending = $node->safe_psql('postgres',

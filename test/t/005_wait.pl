@@ -74,6 +74,21 @@ cmp_ok(time - $t0, '<', 30, 'woken by the submit, not by its 60 s wait');
 $node->safe_psql('postgres',
 	"SELECT asyncrr.cancel(correlation_id) FROM asyncrr.pending WHERE queue_name = 'q'");
 
+# 2b. A request that another claim held locked, and released by rolling
+#     back, wakes no one with a commit: the sleeping claim still gets it.
+$node->safe_psql('postgres', "SELECT asyncrr.submit('q', '{\"n\": 22}')");
+my $holder = $node->background_psql('postgres');
+$holder->query_safe("BEGIN; SELECT count(*) FROM asyncrr.claim('q')");
+start_query($bg, "SELECT payload::text FROM asyncrr.claim('q', wait => '60 seconds');");
+ok(wait_for_waiters('work'), 'a claim sleeps while the only request is held');
+$t0 = time;
+$holder->query_safe('ROLLBACK');
+like(finish_query($bg, qr/"n"/), qr/\{"n": 22\}/, 'it claims the request once the holder rolls back');
+cmp_ok(time - $t0, '<', 30, 'soon after the rollback, not at the end of its 60 s wait');
+$holder->quit;
+$node->safe_psql('postgres',
+	"SELECT asyncrr.cancel(correlation_id) FROM asyncrr.pending WHERE queue_name = 'q'");
+
 # 3. CALL asyncrr.call returns the worker's reply.
 start_query($bg, "CALL asyncrr.call('q', '{\"n\": 3}', timeout => '60 seconds');");
 my $worker = $node->background_psql('postgres');
