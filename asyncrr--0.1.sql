@@ -17,6 +17,16 @@ BEGIN
     FOREACH r IN ARRAY ARRAY['asyncrr_requester', 'asyncrr_worker', 'asyncrr_admin'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+                       WHERE rolname = r AND (rolcanlogin OR rolsuper OR rolcreaterole
+                                              OR rolreplication OR rolbypassrls)) THEN
+            -- someone else's role under our name: adopting it could hand
+            -- asyncrr's privileges to whoever made it
+            RAISE EXCEPTION 'role "%" already exists and is not a plain NOLOGIN role', r
+                USING ERRCODE = 'duplicate_object',
+                      HINT = 'asyncrr grants its privileges to this role: drop or rename it, or make it NOLOGIN NOSUPERUSER NOCREATEROLE, then retry.';
+        ELSE
+            RAISE NOTICE 'role "%" already exists; asyncrr uses it and its members as they are', r;
         END IF;
     END LOOP;
 END
