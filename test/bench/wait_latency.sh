@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# asyncrr wake-up latency of waiting without LISTEN (issue #5): complete ->
+# asyncrr.wait() returning, submit -> asyncrr.claim(wait) returning, CALL
+# asyncrr.call round trips and calls/s, and the first again with
+# LISTEN/NOTIFY as a baseline.
+#
+# Run as root on a fresh Debian 12 machine:
+#     sudo bash test/bench/wait_latency.sh [--quick] [--n ROUND_TRIPS]
+#         [--call-seconds S] [--callers "1 4"]
+#
+# Installs what is missing (apt), builds and installs the extension, starts
+# a throwaway cluster (fsync and synchronous_commit on, asyncrr preloaded,
+# all other settings default), runs test/bench/wait_latency.py against it
+# over the Unix socket, removes it.  Prints a table (median, p90, p99, max
+# in ms) and writes test/bench/out/wait_latency.json.  --n is the number of
+# round trips per measurement (default 1000); --quick (CI smoke, under
+# 20 s) is --n 50 and 1.5 s per CALL concurrency level.  Exits non-zero on
+# any failure.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/../.."
+top=$(pwd)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGBIN=/usr/lib/postgresql/15/bin
+PY=/usr/bin/python3
+
+flags=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) flags+=(--quick); shift ;;
+	--n|--call-seconds|--callers) flags+=("$1" "$2"); shift 2 ;;
+	*) echo "usage: $0 [--quick] [--n ROUND_TRIPS] [--call-seconds S] [--callers \"1 4\"]" >&2; exit 2 ;;
+	esac
+done
+
+say() { printf '\n=== %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "run as root: sudo bash test/bench/wait_latency.sh" >&2
+	exit 1
+fi
+
+# 1. packages
+packages=(postgresql-15 postgresql-server-dev-15 python3-psycopg make gcc)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	say "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 2. build and install
+say "building and installing asyncrr"
+make -s PG_CONFIG="$PG_CONFIG" >/dev/null
+make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+echo "installed $("$PG_CONFIG" --pkglibdir)/asyncrr.so ($(git -C "$top" describe --always --dirty 2>/dev/null || echo '?'))"
+
+# 3. a throwaway cluster, removed on exit whatever happens
+work=$(mktemp -d /tmp/asyncrr-bench.XXXXXX)
+chown postgres: "$work"
+as_pg() { (cd "$work" && runuser -u postgres -- "$@"); }
+stop_cluster() {
+	if [ -f "$work/data/postmaster.pid" ]; then
+		as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
+	fi
+}
+cleanup() {
+	local rc=$?
+	stop_cluster
+	if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
+		echo "--- server log (tail)"; tail -n 30 "$work/server.log"
+	fi
+	rm -rf "$work"
+	[ "$rc" -eq 0 ] && echo "wait_latency finished: cluster stopped, $work removed" \
+		|| echo "wait_latency FAILED (exit $rc)" >&2
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port=5498
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+	port=$((port + 1))
+done
+say "cluster in $work (port $port)"
+as_pg "$PGBIN/initdb" -D "$work/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+cat >>"$work/data/postgresql.conf" <<EOF
+
+# asyncrr wait latency
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work'
+fsync = on
+synchronous_commit = on
+shared_preload_libraries = 'asyncrr'
+asyncrr.database = 'postgres'
+EOF
+as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
+as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres -d postgres \
+	-c "CREATE EXTENSION asyncrr"
+
+say "measuring (nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg))"
+PGHOST="$work" PGPORT="$port" PGDATABASE=postgres PGUSER=postgres PYTHONDONTWRITEBYTECODE=1 \
+	"$PY" "$top/test/bench/wait_latency.py" "${flags[@]}" --json "$top/test/bench/out/wait_latency.json"
+if grep -E 'ERROR|FATAL|PANIC|terminated by signal' "$work/server.log"; then
+	echo "errors in the server log (above)" >&2
+	exit 1
+fi
