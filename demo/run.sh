@@ -12,44 +12,19 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 top=$(pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-PGBIN=/usr/lib/postgresql/15/bin
+. test/lib.sh
 
-say() { printf '\n=== %s\n' "$*"; }
+require_root demo/run.sh
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "run as root: sudo bash demo/run.sh" >&2
-	exit 1
-fi
-
-# 1. packages
-packages=(postgresql-15 postgresql-server-dev-15 libpq-dev make gcc python3-psycopg)
-missing=()
-for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-# 2. build and install
-say "building and installing asyncrr"
-make -s PG_CONFIG="$PG_CONFIG" >/dev/null
-make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
-echo "installed $("$PG_CONFIG" --pkglibdir)/asyncrr.so"
+# 1. packages, 2. build and install
+install_packages postgresql-15 postgresql-server-dev-15 libpq-dev make gcc python3-psycopg
+build_and_install
 
 # 3. a throwaway cluster, removed on exit whatever happens
-work=$(mktemp -d /tmp/asyncrr-demo.XXXXXX)
-chown postgres: "$work"
-as_pg() { (cd "$work" && runuser -u postgres -- "$@"); }
+make_workdir demo
 cleanup() {
 	local rc=$?
-	if [ -f "$work/data/postmaster.pid" ]; then
-		as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
-	fi
+	cluster_stop
 	if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
 		echo "--- server log (tail)"; tail -n 30 "$work/server.log"
 	fi
@@ -61,24 +36,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# a free loopback port, 5497 if possible
-port=5497
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-	port=$((port + 1))
-done
-
-say "starting a throwaway cluster in $work (port $port)"
-as_pg "$PGBIN/initdb" -D "$work/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-cat >>"$work/data/postgresql.conf" <<EOF
-
-# asyncrr demo
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$work'
-shared_preload_libraries = 'asyncrr'
-asyncrr.database = 'postgres'
-EOF
-as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
+cluster_start 5497
+say "a throwaway cluster in $work (port $port)"
 
 export PGHOST="$work" PGPORT="$port" PGDATABASE=postgres PGUSER=postgres
 psql() { as_pg env PGHOST="$PGHOST" PGPORT="$PGPORT" PGDATABASE="$PGDATABASE" PGUSER="$PGUSER" \

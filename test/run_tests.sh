@@ -11,30 +11,17 @@
 set -u
 cd "$(dirname "$(readlink -f "$0")")/.."
 top=$(pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+. test/lib.sh
 
-say() { printf '\n=== %s\n' "$*"; }
-
-packages=(make gcc postgresql-15 postgresql-server-dev-15 libpq-dev libipc-run-perl
-          pgbouncer python3-psycopg)
-missing=()
-for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || {
-		echo "could not install ${missing[*]}"; echo "0 passed, 1 failed"; exit 1; }
-fi
+require_root test/run_tests.sh
+install_packages make gcc postgresql-15 postgresql-server-dev-15 libpq-dev libipc-run-perl \
+	pgbouncer python3-psycopg || {
+	echo "could not install the packages the tests need"; echo "0 passed, 1 failed"; exit 1; }
 # Debian's postgresql-common starts a cluster on 5432 on install; our
 # suites use their own ports and sockets and do not need it.
 
-say "building and installing asyncrr"
 make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null
-if ! make -s PG_CONFIG="$PG_CONFIG" >/dev/null || ! make -s PG_CONFIG="$PG_CONFIG" install >/dev/null; then
-	echo "build failed"; echo "0 passed, 1 failed"; exit 1
-fi
+build_and_install || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 work=$(mktemp -d /tmp/asyncrr-tests.XXXXXX)
 cp -a "$top"/. "$work/tree"

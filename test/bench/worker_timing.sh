@@ -17,8 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
 top=$(pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-PGBIN=/usr/lib/postgresql/15/bin
+. test/lib.sh
 PY=/usr/bin/python3
 
 window=60
@@ -33,44 +32,15 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-say() { printf '\n=== %s\n' "$*"; }
+require_root test/bench/worker_timing.sh
+install_packages postgresql-15 postgresql-server-dev-15 python3-psycopg make gcc
+build_and_install
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "run as root: sudo bash test/bench/worker_timing.sh" >&2
-	exit 1
-fi
-
-# 1. packages
-packages=(postgresql-15 postgresql-server-dev-15 python3-psycopg make gcc)
-missing=()
-for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-# 2. build and install
-say "building and installing asyncrr"
-make -s PG_CONFIG="$PG_CONFIG" >/dev/null
-make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
-echo "installed $("$PG_CONFIG" --pkglibdir)/asyncrr.so ($(git -C "$top" describe --always --dirty 2>/dev/null || echo '?'))"
-
-# 3. throwaway clusters, removed on exit whatever happens
-work=$(mktemp -d /tmp/asyncrr-bench.XXXXXX)
-chown postgres: "$work"
-as_pg() { (cd "$work" && runuser -u postgres -- "$@"); }
-stop_cluster() {
-	if [ -f "$work/data/postmaster.pid" ]; then
-		as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
-	fi
-}
+# throwaway clusters, removed on exit whatever happens
+make_workdir bench
 cleanup() {
 	local rc=$?
-	stop_cluster
+	cluster_stop
 	if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
 		echo "--- server log (tail)"; tail -n 30 "$work/server.log"
 	fi
@@ -84,26 +54,10 @@ trap 'exit 130' INT TERM
 
 parts=()
 for precision in $precisions; do
-	port=5498
-	while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-		port=$((port + 1))
-	done
+	conf=()
+	[ "$precision" = 1s ] || conf=("asyncrr.precision = '$precision'")
+	cluster_start 5498 "${conf[@]}"
 	say "cluster with asyncrr.precision = $precision in $work (port $port)"
-	rm -rf "$work/data" "$work/server.log"
-	as_pg "$PGBIN/initdb" -D "$work/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-	cat >>"$work/data/postgresql.conf" <<EOF
-
-# asyncrr worker timing
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$work'
-fsync = on
-synchronous_commit = on
-shared_preload_libraries = 'asyncrr'
-asyncrr.database = 'postgres'
-EOF
-	[ "$precision" = 1s ] || echo "asyncrr.precision = '$precision'" >>"$work/data/postgresql.conf"
-	as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
 	as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres -d postgres \
 		-c "CREATE EXTENSION asyncrr"
 
@@ -116,7 +70,7 @@ EOF
 		echo "errors in the server log (above)" >&2
 		exit 1
 	fi
-	stop_cluster
+	cluster_stop
 done
 
 say "all settings (nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg))"
