@@ -22,19 +22,7 @@ build_and_install
 
 # 3. a throwaway cluster, removed on exit whatever happens
 make_workdir demo
-cleanup() {
-	local rc=$?
-	cluster_stop
-	if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
-		echo "--- server log (tail)"; tail -n 30 "$work/server.log"
-	fi
-	rm -rf "$work"
-	[ "$rc" -eq 0 ] && echo "demo finished: cluster stopped, $work removed" \
-		|| echo "demo FAILED (exit $rc)" >&2
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup_on_exit demo
 
 cluster_start 5497
 say "a throwaway cluster in $work (port $port)"

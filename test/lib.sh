@@ -90,3 +90,25 @@ cluster_stop() {
 		as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
 	fi
 }
+
+# On exit, whatever happens: stop the cluster, show the server log's tail
+# if the script failed, remove $work, and say how it ended ($1 names it).
+cleanup_on_exit() {
+	cleanup_what=$1
+	trap cleanup_now EXIT
+	trap 'exit 130' INT TERM
+}
+cleanup_now() {
+	local rc=$?
+	cluster_stop
+	if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
+		echo "--- server log (tail)"; tail -n 30 "$work/server.log"
+	fi
+	rm -rf "$work"
+	if [ "$rc" -eq 0 ]; then
+		echo "$cleanup_what finished: cluster stopped, $work removed"
+	else
+		echo "$cleanup_what FAILED (exit $rc)" >&2
+	fi
+	exit "$rc"
+}

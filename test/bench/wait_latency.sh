@@ -37,19 +37,7 @@ build_and_install
 
 # a throwaway cluster, removed on exit whatever happens
 make_workdir bench
-cleanup() {
-	local rc=$?
-	cluster_stop
-	if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
-		echo "--- server log (tail)"; tail -n 30 "$work/server.log"
-	fi
-	rm -rf "$work"
-	[ "$rc" -eq 0 ] && echo "wait_latency finished: cluster stopped, $work removed" \
-		|| echo "wait_latency FAILED (exit $rc)" >&2
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup_on_exit wait_latency
 
 cluster_start 5498
 say "cluster in $work (port $port)"

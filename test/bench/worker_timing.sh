@@ -38,19 +38,7 @@ build_and_install
 
 # throwaway clusters, removed on exit whatever happens
 make_workdir bench
-cleanup() {
-	local rc=$?
-	cluster_stop
-	if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
-		echo "--- server log (tail)"; tail -n 30 "$work/server.log"
-	fi
-	rm -rf "$work"
-	[ "$rc" -eq 0 ] && echo "worker_timing finished: clusters stopped, $work removed" \
-		|| echo "worker_timing FAILED (exit $rc)" >&2
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup_on_exit worker_timing
 
 parts=()
 for precision in $precisions; do
