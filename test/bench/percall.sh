@@ -10,31 +10,13 @@
 # Run test/bench/run.sh first (it installs packages and the extension).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
-PGBIN=/usr/lib/postgresql/15/bin
+. test/lib.sh
 n=5000
 [ "${1:-}" = --transactions ] && n=$2
 
-work=$(mktemp -d /tmp/asyncrr-percall.XXXXXX)
-chown postgres: "$work"
-as_pg() { (cd "$work" && runuser -u postgres -- "$@"); }
-cleanup() {
-	[ -f "$work/data/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1
-	rm -rf "$work"
-}
-trap cleanup EXIT
-port=5470
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-as_pg "$PGBIN/initdb" -D "$work/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-cat >>"$work/data/postgresql.conf" <<EOF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$work'
-fsync = on
-synchronous_commit = off
-shared_buffers = 256MB
-shared_preload_libraries = 'asyncrr'
-EOF
-as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
+make_workdir percall
+cleanup_on_exit percall
+cluster_start 5470 "synchronous_commit = off" "shared_buffers = 256MB"
 sql() { as_pg "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres -d postgres "$@"; }
 sql <<'EOF'
 CREATE EXTENSION asyncrr;

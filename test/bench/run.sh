@@ -28,8 +28,8 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
 top=$(pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-PGBIN=/usr/lib/postgresql/15/bin
+. test/lib.sh
+say() { printf '\n=== %s\n' "$*" >&2; }	# stdout is the table
 PY=/usr/bin/python3
 
 duration=15
@@ -61,90 +61,42 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-say() { printf '\n=== %s\n' "$*" >&2; }
+require_root test/bench/run.sh
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "run as root: sudo bash test/bench/run.sh" >&2
-	exit 1
-fi
-
-# 1. packages
+# 1. packages (progress goes to stderr: stdout is the table)
 packages=(postgresql-15 postgresql-server-dev-15 libpq-dev make gcc python3)
 [ "$perf" = 1 ] && packages+=(linux-perf)
-missing=()
-for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_packages "${packages[@]}" >&2
 
 # 2. build and install the extension, build the driver
-say "building and installing asyncrr, building rrbench"
-make -s PG_CONFIG="$PG_CONFIG" >/dev/null
-make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+build_and_install >&2
 mkdir -p "$top/test/bench/out"
 gcc -O2 -Wall -pthread -I"$("$PG_CONFIG" --includedir)" -o "$top/test/bench/out/rrbench" \
 	"$top/test/bench/rrbench.c" -L"$("$PG_CONFIG" --libdir)" -lpq
 rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo '?')
 
 # 3. throwaway cluster, removed on exit whatever happens
-work=$(mktemp -d /tmp/asyncrr-rrbench.XXXXXX)
-chown postgres: "$work"
+make_workdir rrbench
 mkdir -p "$top/test/bench/out"
 results="$top/test/bench/out/rrbench.jsonl"	# one line per measurement, as it comes
 : >"$results"
 log_errors=0
-as_pg() { (cd "$work" && runuser -u postgres -- "$@"); }
-stop_cluster() {
-	if [ -f "$work/data/postmaster.pid" ]; then
-		as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
-	fi
-}
 cleanup() {
 	local rc=$?
 	[ -n "${perf_pid:-}" ] && kill "$perf_pid" 2>/dev/null || true
-	stop_cluster
-	if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
-		echo "--- server log (tail)"; tail -n 30 "$work/server.log"
-	fi
-	rm -rf "$work"
-	[ "$rc" -eq 0 ] && echo "rrbench finished: cluster stopped, $work removed" >&2 \
-		|| echo "rrbench FAILED (exit $rc)" >&2
-	exit "$rc"
+	(exit "$rc")
+	cleanup_now >&2
 }
+cleanup_on_exit rrbench
 trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 sql() { as_pg "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres -d postgres "$@"; }
 
 start_cluster() {
 	local sync=$1
-	port=5490
-	while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-		port=$((port + 1))
-	done
-	say "cluster: fsync on, synchronous_commit $sync, in $work (port $port)"
-	rm -rf "$work/data" "$work/server.log"
-	as_pg "$PGBIN/initdb" -D "$work/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-	cat >>"$work/data/postgresql.conf" <<EOF
-
-# asyncrr rrbench
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$work'
-fsync = on
-synchronous_commit = $sync
-shared_buffers = 256MB
-max_wal_size = 4GB
-max_connections = 100
-shared_preload_libraries = 'asyncrr'
-asyncrr.database = 'postgres'
-EOF
-	as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
+	cluster_start 5490 "synchronous_commit = $sync" "shared_buffers = 256MB" \
+		"max_wal_size = 4GB" "max_connections = 100"
+	say "cluster: fsync on, synchronous_commit $sync, in $work (port $port)" >&2
 	sql <<'EOF'
 CREATE EXTENSION asyncrr;
 SELECT asyncrr.create_queue('rr', default_timeout => '1 hour');
@@ -297,7 +249,7 @@ for sync in $syncs; do
 		echo "errors in the server log (above)" >&2
 		log_errors=1
 	fi
-	stop_cluster
+	cluster_stop
 done
 
 say "results (rev $rev, nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg))"
