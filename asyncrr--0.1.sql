@@ -25,9 +25,8 @@ BEGIN
             RAISE EXCEPTION 'role "%" already exists and is not a plain NOLOGIN role', r
                 USING ERRCODE = 'duplicate_object',
                       HINT = 'asyncrr grants its privileges to this role: drop or rename it, or make it NOLOGIN NOSUPERUSER NOCREATEROLE, then retry.';
-        ELSE
-            RAISE NOTICE 'role "%" already exists; asyncrr uses it and its members as they are', r;
         END IF;
+        -- a plain NOLOGIN role of that name (an earlier install's) is reused
     END LOOP;
 END
 $$;

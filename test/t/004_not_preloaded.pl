@@ -12,8 +12,19 @@ my $node = PostgreSQL::Test::Cluster->new('on_demand');
 $node->init;
 $node->start;
 
-$node->safe_psql('postgres', 'CREATE EXTENSION asyncrr');
-pass('CREATE EXTENSION works without shared_preload_libraries');
+# A role under one of asyncrr's names that can log in is not adopted (its
+# creator would receive asyncrr's privileges); a plain NOLOGIN one is.
+$node->safe_psql('postgres',
+	'CREATE ROLE asyncrr_worker LOGIN; CREATE ROLE asyncrr_requester NOLOGIN');
+my ($rc, $out, $err) = $node->psql('postgres', 'CREATE EXTENSION asyncrr');
+like($err, qr/role "asyncrr_worker" already exists and is not a plain NOLOGIN role/,
+	'CREATE EXTENSION refuses a pre-existing LOGIN role of its names');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_extension WHERE extname = 'asyncrr'"),
+	'0', 'and installs nothing');
+$node->safe_psql('postgres', 'DROP ROLE asyncrr_worker');
+($rc, $out, $err) = $node->psql('postgres', 'CREATE EXTENSION asyncrr');
+is($rc, 0, 'CREATE EXTENSION works without shared_preload_libraries, '
+	. 'reusing a plain NOLOGIN role of its names');
 
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'asyncrr worker'"),
