@@ -394,8 +394,7 @@ $$;
 CREATE FUNCTION asyncrr._session_inbox_name() RETURNS text
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format('_session_%s_%s', pg_catalog.pg_backend_pid(),
-                             pg_catalog.to_hex((extract(epoch FROM asyncrr._backend_start()) * 1000000)::bigint))
+    SELECT '_session_' OPERATOR(pg_catalog.||) pg_catalog.replace(asyncrr._backend_id(), '.', '_')
 $$;
 
 -- The functions on the hot path (submit, claim, complete, take, wait,

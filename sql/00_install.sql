@@ -35,3 +35,22 @@ SELECT p.proname FROM pg_proc p
    AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)
    AND p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c')
  ORDER BY 1;
+
+-- A fixture for the suites that follow: polls a condition until it holds,
+-- for at most the given seconds (what the background worker does happens
+-- on its own time).  Sees pg_stat_activity anew on every lap.
+CREATE FUNCTION wait_until(cond text, seconds integer DEFAULT 20) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    ok boolean;
+    stop timestamptz := clock_timestamp() + make_interval(secs => seconds);
+BEGIN
+    LOOP
+        EXECUTE cond INTO ok;
+        IF ok THEN RETURN true; END IF;
+        IF clock_timestamp() > stop THEN RETURN false; END IF;
+        PERFORM pg_sleep(0.05);
+        PERFORM pg_stat_clear_snapshot();
+    END LOOP;
+END
+$$;

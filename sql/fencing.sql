@@ -2,23 +2,8 @@
 -- (the attempt moved on) can no longer end the request or extend its
 -- lease; the newer attempt's outcome is never overwritten.
 -- (test/regress.conf: asyncrr.precision = 50ms.  The two-argument forms,
--- fenced per backend, need two live sessions: specs/fencing.spec.)
+-- fenced per backend, need two live sessions: specs/claim-superseded.spec.)
 \set VERBOSITY terse
-CREATE FUNCTION fn_wait_until(cond text, seconds integer DEFAULT 20) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    ok boolean;
-    stop timestamptz := clock_timestamp() + make_interval(secs => seconds);
-BEGIN
-    LOOP
-        EXECUTE cond INTO ok;
-        IF ok THEN RETURN true; END IF;
-        IF clock_timestamp() > stop THEN RETURN false; END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-END
-$$;
-
 SELECT asyncrr.create_queue('fn_q', default_timeout => '1 hour', lease => '1 hour', max_attempts => 3);
 SELECT asyncrr.open_inbox('fn-inbox');
 UNLISTEN *;   -- psql would print notifications with PIDs
@@ -27,7 +12,7 @@ SELECT asyncrr.submit('fn_q', '{"job": 1}', correlation_id => 'f0000000-0000-000
 -- worker 1 claims with a lease of 1 second (attempt 1) ...
 SELECT correlation_id, attempt FROM asyncrr.claim('fn_q', lease => '1 second', worker => 'w1');
 -- ... the lease runs out and the background worker returns it to pending
-SELECT fn_wait_until($$SELECT state = 'pending' FROM asyncrr.status('f0000000-0000-0000-0000-000000000001')$$);
+SELECT wait_until($$SELECT state = 'pending' FROM asyncrr.status('f0000000-0000-0000-0000-000000000001')$$);
 SELECT state, attempt, error FROM asyncrr.status('f0000000-0000-0000-0000-000000000001');
 -- even before anyone claims it again, attempt 1 is over
 SELECT asyncrr.complete('f0000000-0000-0000-0000-000000000001', '{"from": "w1"}', attempt => 1);
@@ -97,4 +82,3 @@ SELECT correlation_id, status, error FROM asyncrr.take_replies() ORDER BY 1;
 SELECT asyncrr.close_inbox();
 SELECT asyncrr.drop_queue('fn_q');
 DELETE FROM asyncrr.inbox WHERE inbox_name = 'fn-inbox';
-DROP FUNCTION fn_wait_until(text, integer);

@@ -2,22 +2,8 @@
 -- leases, replies whose requester is gone, and what retention allows.
 -- (test/regress.conf: asyncrr.precision = 50ms, asyncrr.orphan_grace = 1s)
 --
--- The worker acts on its own time, so each check polls, capped at 20 s.
-CREATE FUNCTION wait_until(cond text, seconds integer DEFAULT 20) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    ok boolean;
-    stop timestamptz := clock_timestamp() + make_interval(secs => seconds);
-BEGIN
-    LOOP
-        EXECUTE cond INTO ok;
-        IF ok THEN RETURN true; END IF;
-        IF clock_timestamp() > stop THEN RETURN false; END IF;
-        PERFORM pg_sleep(0.05);
-        PERFORM pg_stat_clear_snapshot();  -- see pg_stat_activity anew
-    END LOOP;
-END
-$$;
+-- The worker acts on its own time, so each check polls with wait_until()
+-- (sql/00_install.sql), capped at 20 s.
 
 -- the worker runs, visible in pg_stat_activity (it may still be starting:
 -- it retries each second until pg_regress has created this database)
@@ -163,4 +149,3 @@ EXPLAIN (COSTS OFF) SELECT q.correlation_id FROM asyncrr.request q
 RESET enable_seqscan;
 
 SELECT asyncrr.drop_queue('worker_q');
-DROP FUNCTION wait_until(text, integer);
