@@ -13,9 +13,10 @@
 
 #include "postgres.h"
 
-#include "utils/uuid.h"
-
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "storage/proc.h"
+#include "utils/uuid.h"
 
 /* This backend's PGPROC number (PostgreSQL 17 renamed it). */
 #if PG_VERSION_NUM >= 170000
@@ -42,15 +43,56 @@ extern char *asyncrr_database;
 /* Inbox of the requests of CALL asyncrr.call: no channel, no inbox row. */
 #define ASYNCRR_CALL_INBOX "_call"
 
+/* Advisory lock class of a queue (with hashtext(queue_name)): see drop_queue. */
+#define ASYNCRR_QUEUE_LOCK 1634954866
+
+/* plan.c: a statement the C functions run, prepared on first use */
+#define ASYNCRR_PLAN_MAX_ARGS 10
+typedef struct AsyncrrPlan
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[ASYNCRR_PLAN_MAX_ARGS];
+	SPIPlanPtr	plan;			/* NULL until first used */
+} AsyncrrPlan;
+
+extern uint64 asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls);
+extern Datum asyncrr_value(uint64 row, int col, bool *isnull);
+
+/* check.c */
+extern void asyncrr_check_size_of(const char *what, Datum value);
+extern void asyncrr_check_not_null(const char *what, bool isnull);
+extern void asyncrr_check_positive(const char *what, Interval *value);
+
+/* privilege.c */
+extern const char *asyncrr_caller_name(void);
+extern bool asyncrr_is_admin(void);
+extern void asyncrr_require(const char *kind, const char *fn);
+extern bool asyncrr_may(text *queue, const char *privilege);
+
+/* inbox.c */
+extern char *asyncrr_backend_id(void);
+extern text *asyncrr_current_inbox_name(void);
+
+/* notify.c */
+extern void asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id,
+										   const char *status);
+
 /* worker.c */
 extern void asyncrr_register_worker(void);
 extern void asyncrr_worker_shmem_request(void);
 extern void asyncrr_worker_shmem_startup(void);
+extern void asyncrr_note_deadline_at(TimestampTz at);
 
 /* wait.c */
 extern int	asyncrr_max_waiters;
 extern void asyncrr_wait_shmem_request(void);
 extern void asyncrr_wait_shmem_startup(void);
 extern void asyncrr_wake_reply_at_commit(pg_uuid_t *id);
+extern void asyncrr_wake_queue_at_commit(text *queue);
+extern void asyncrr_waiter_register_work(text *queue);
+extern void asyncrr_waiter_reset(void);
+extern void asyncrr_waiter_sleep(TimestampTz until);
+extern void asyncrr_waiter_release(void);
 
 #endif							/* ASYNCRR_H */

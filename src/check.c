@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * check.c
- *	  Validation of user input that the SQL functions share: queue and
- *	  inbox names, and the size limit on payloads, headers and replies.
+ *	  Validation of user input that the SQL and C functions share: queue
+ *	  and inbox names, the size limit on payloads, headers and replies,
+ *	  required arguments and positive intervals.
  *
  * Names are checked against an allow-list here, in one place, so that no
  * name a user typed is ever quoted into SQL or a channel name unchecked.
@@ -16,11 +17,14 @@
 #include "access/detoast.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "asyncrr.h"
 
 PG_FUNCTION_INFO_V1(asyncrr_check_name);
 PG_FUNCTION_INFO_V1(asyncrr_check_size);
+PG_FUNCTION_INFO_V1(asyncrr_check_not_null_sql);
+PG_FUNCTION_INFO_V1(asyncrr_check_positive_sql);
 
 static bool
 name_is_valid(const char *name, int len)
@@ -79,22 +83,69 @@ asyncrr_check_name(PG_FUNCTION_ARGS)
  * Refuses a value larger than asyncrr.max_payload_bytes.  The size is the
  * stored (uncompressed) size of the jsonb value, found without detoasting.
  */
-Datum
-asyncrr_check_size(PG_FUNCTION_ARGS)
+void
+asyncrr_check_size_of(const char *what, Datum value)
 {
-	Size		size;
+	Size		size = toast_raw_datum_size(value) - VARHDRSZ;
 
-	if (PG_ARGISNULL(1))
-		PG_RETURN_VOID();
-
-	size = toast_raw_datum_size(PG_GETARG_DATUM(1)) - VARHDRSZ;
 	if (size > (Size) asyncrr_max_payload_bytes)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s too large: %zu bytes",
-						text_to_cstring(PG_GETARG_TEXT_PP(0)), size),
+				 errmsg("%s too large: %zu bytes", what, size),
 				 errdetail("asyncrr.max_payload_bytes allows %d bytes.",
 						   asyncrr_max_payload_bytes),
 				 errhint("Store large documents elsewhere and send a reference, or raise asyncrr.max_payload_bytes.")));
+}
+
+Datum
+asyncrr_check_size(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(1))
+		asyncrr_check_size_of(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+							  PG_GETARG_DATUM(1));
+	PG_RETURN_VOID();
+}
+
+/* A NULL argument where a value is required. */
+void
+asyncrr_check_not_null(const char *what, bool isnull)
+{
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+}
+
+/* asyncrr._check_not_null(what text, value anyelement) RETURNS void */
+Datum
+asyncrr_check_not_null_sql(PG_FUNCTION_ARGS)
+{
+	asyncrr_check_not_null(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_ARGISNULL(1));
+	PG_RETURN_VOID();
+}
+
+/* A timeout, lease or extension must be a positive interval. */
+void
+asyncrr_check_positive(const char *what, Interval *value)
+{
+	Interval	zero = {0};
+
+	asyncrr_check_not_null(what, value == NULL);
+	if (DatumGetBool(DirectFunctionCall2(interval_le, IntervalPGetDatum(value),
+										 IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\"", what,
+						DatumGetCString(DirectFunctionCall1(interval_out,
+															IntervalPGetDatum(value)))),
+				 errdetail("The %s must be greater than zero.", what)));
+}
+
+/* asyncrr._check_positive(what text, value interval) RETURNS void */
+Datum
+asyncrr_check_positive_sql(PG_FUNCTION_ARGS)
+{
+	asyncrr_check_positive(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						   PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1));
 	PG_RETURN_VOID();
 }

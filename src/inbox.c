@@ -3,8 +3,8 @@
  * inbox.c
  *	  What an inbox needs from the backend itself: the identity of this
  *	  session (PID and start time, so a reused PID is never mistaken for
- *	  the old holder) and LISTEN/UNLISTEN on the inbox's channel on the
- *	  caller's behalf.
+ *	  the old holder), the inbox it holds, and LISTEN/UNLISTEN on the
+ *	  inbox's channel on the caller's behalf.
  *
  * Which session holds which inbox is recorded in asyncrr.inbox; the SQL
  * functions in asyncrr--*.sql decide ownership and takeover.
@@ -15,8 +15,12 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -26,6 +30,8 @@
 PG_FUNCTION_INFO_V1(asyncrr_backend_start);
 PG_FUNCTION_INFO_V1(asyncrr_listen);
 PG_FUNCTION_INFO_V1(asyncrr_unlisten);
+PG_FUNCTION_INFO_V1(asyncrr_backend_id_sql);
+PG_FUNCTION_INFO_V1(asyncrr_current_inbox_sql);
 
 /*
  * asyncrr._backend_start() RETURNS timestamptz
@@ -55,4 +61,77 @@ asyncrr_unlisten(PG_FUNCTION_ARGS)
 {
 	Async_Unlisten(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	PG_RETURN_VOID();
+}
+
+/*
+ * This backend, as recorded on the requests it claims (fencing, see
+ * asyncrr.complete): "<pid>.<start time in microseconds since 1970, hex>".
+ */
+char *
+asyncrr_backend_id(void)
+{
+	int64		start_us = MyStartTimestamp +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+
+	return psprintf("%d.%llx", MyProcPid, (unsigned long long) start_us);
+}
+
+/* asyncrr._backend_id() RETURNS text */
+Datum
+asyncrr_backend_id_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(asyncrr_backend_id()));
+}
+
+/*
+ * The row of the inbox this session holds now, or NULL.  The caller is
+ * connected to SPI; the datum lives in SPI's memory.
+ */
+static AsyncrrPlan current_inbox_plan = {
+	"SELECT i FROM asyncrr.inbox i WHERE i.holder_pid = $1 AND i.holder_started = $2",
+	2, {INT4OID, TIMESTAMPTZOID}
+};
+
+static Datum
+current_inbox(bool *isnull)
+{
+	Datum		args[2] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
+
+	if (asyncrr_run(&current_inbox_plan, args, NULL) == 0)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+	return asyncrr_value(0, 1, isnull);
+}
+
+/* The name of the inbox this session holds now, or NULL (SPI memory). */
+text *
+asyncrr_current_inbox_name(void)
+{
+	bool		isnull;
+	Datum		row = current_inbox(&isnull);
+	Datum		name;
+
+	if (isnull)
+		return NULL;
+	name = GetAttributeByName(DatumGetHeapTupleHeader(row), "inbox_name", &isnull);
+	return isnull ? NULL : DatumGetTextPP(name);
+}
+
+/* asyncrr._current_inbox() RETURNS asyncrr.inbox */
+Datum
+asyncrr_current_inbox_sql(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+	Datum		row;
+
+	SPI_connect();
+	row = current_inbox(&isnull);
+	if (!isnull)
+		row = SPI_datumTransfer(row, false, -1);
+	SPI_finish();
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(row);
 }

@@ -5,7 +5,8 @@
  *	  notifications.
  *
  * Every outcome of a request (complete, fail, cancel, timeout, dead letter)
- * calls asyncrr._notify_reply() from asyncrr._end_request(), so a faster
+ * goes through end_request() in request.c, which calls
+ * asyncrr_notify_reply_at_commit() here, so a faster
  * delivery path can replace the body of notify_reply() without touching
  * any caller.  Today it queues an ordinary NOTIFY, which PostgreSQL
  * delivers only when the transaction that recorded the reply commits, and
@@ -55,22 +56,20 @@ asyncrr_channel(PG_FUNCTION_ARGS)
 }
 
 /*
- * asyncrr._notify_reply(inbox_name text, correlation_id uuid, status text)
- *
- * Queues the one notification of a reply on its inbox's channel.
+ * Queues the one notification of a reply on its inbox's channel
+ * (request.c's end_request, the one place requests end, calls this).
  */
-Datum
-asyncrr_notify_reply(PG_FUNCTION_ARGS)
+void
+asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id, const char *status)
 {
-	char	   *channel = inbox_channel(PG_GETARG_TEXT_PP(0));
-	Datum		id = PG_GETARG_DATUM(1);
-	char	   *status = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *channel = inbox_channel(inbox_name);
 	StringInfoData payload;
 
 	initStringInfo(&payload);
 	appendStringInfoString(&payload, "{\"correlation_id\": \"");
 	appendStringInfoString(&payload,
-						   DatumGetCString(DirectFunctionCall1(uuid_out, id)));
+						   DatumGetCString(DirectFunctionCall1(uuid_out,
+															   UUIDPGetDatum(id))));
 	appendStringInfoString(&payload, "\", \"status\": ");
 	escape_json(&payload, status);
 	appendStringInfoChar(&payload, '}');
@@ -78,6 +77,18 @@ asyncrr_notify_reply(PG_FUNCTION_ARGS)
 	/* a CALL asyncrr.call waits on its latch and has no channel */
 	if (strcmp(channel, ASYNCRR_CHANNEL_PREFIX ASYNCRR_CALL_INBOX) != 0)
 		Async_Notify(channel, payload.data);
-	asyncrr_wake_reply_at_commit(DatumGetUUIDP(id));
+	asyncrr_wake_reply_at_commit(id);
+}
+
+/*
+ * asyncrr._notify_reply(inbox_name text, correlation_id uuid, status text)
+ *
+ * The SQL entry of the above, kept for the 0.1 scripts.
+ */
+Datum
+asyncrr_notify_reply(PG_FUNCTION_ARGS)
+{
+	asyncrr_notify_reply_at_commit(PG_GETARG_TEXT_PP(0), PG_GETARG_UUID_P(1),
+								   text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	PG_RETURN_VOID();
 }

@@ -318,47 +318,61 @@ asyncrr_wait_register_reply(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* For claim with wait (request.c): wait for work in this queue. */
+void
+asyncrr_waiter_register_work(text *queue)
+{
+	register_waiter(work_key(queue), "asyncrr.claim with wait");
+}
+
 /* asyncrr._wait_register_work(queue_name text) RETURNS void */
 Datum
 asyncrr_wait_register_work(PG_FUNCTION_ARGS)
 {
-	register_waiter(work_key(PG_GETARG_TEXT_PP(0)), "asyncrr.claim with wait");
+	asyncrr_waiter_register_work(PG_GETARG_TEXT_PP(0));
 	PG_RETURN_VOID();
+}
+
+/* The wait is over: give the slot back. */
+void
+asyncrr_waiter_release(void)
+{
+	release_slot();
 }
 
 /* asyncrr._wait_unregister() RETURNS void */
 Datum
 asyncrr_wait_unregister(PG_FUNCTION_ARGS)
 {
-	release_slot();
+	asyncrr_waiter_release();
 	PG_RETURN_VOID();
 }
 
-/*
- * asyncrr._wait_reset() RETURNS void
- *
- * Called before each look: a wake-up that comes after it is not lost.
- */
-Datum
-asyncrr_wait_reset(PG_FUNCTION_ARGS)
+/* Called before each look: a wake-up that comes after it is not lost. */
+void
+asyncrr_waiter_reset(void)
 {
 	if (my_slot >= 0)
 		my_seen_wakeups = pg_atomic_read_u32(&registry->slots[my_slot].wakeups);
 	ResetLatch(MyLatch);
+}
+
+/* asyncrr._wait_reset() RETURNS void */
+Datum
+asyncrr_wait_reset(PG_FUNCTION_ARGS)
+{
+	asyncrr_waiter_reset();
 	PG_RETURN_VOID();
 }
 
 /*
- * asyncrr._wait_sleep(until timestamptz) RETURNS void
- *
  * Sleeps until the latch is set or "until" passes (at most POLL_MS when the
  * registry had no slot for us).  Responds to query cancel and
  * statement_timeout, and ends with the postmaster.
  */
-Datum
-asyncrr_wait_sleep(PG_FUNCTION_ARGS)
+void
+asyncrr_waiter_sleep(TimestampTz until)
 {
-	TimestampTz until = PG_GETARG_TIMESTAMPTZ(0);
 	long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
 
 	if (my_polling && ms > POLL_MS)
@@ -371,14 +385,28 @@ asyncrr_wait_sleep(PG_FUNCTION_ARGS)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 ms, PG_WAIT_EXTENSION);
 	CHECK_FOR_INTERRUPTS();
+}
+
+/* asyncrr._wait_sleep(until timestamptz) RETURNS void */
+Datum
+asyncrr_wait_sleep(PG_FUNCTION_ARGS)
+{
+	asyncrr_waiter_sleep(PG_GETARG_TIMESTAMPTZ(0));
 	PG_RETURN_VOID();
+}
+
+/* Wake the claims waiting for work in this queue when this transaction commits. */
+void
+asyncrr_wake_queue_at_commit(text *queue)
+{
+	wake_at_commit(work_key(queue));
 }
 
 /* asyncrr._wake_work_at_commit(queue_name text) RETURNS void */
 Datum
 asyncrr_wake_work_at_commit(PG_FUNCTION_ARGS)
 {
-	wake_at_commit(work_key(PG_GETARG_TEXT_PP(0)));
+	asyncrr_wake_queue_at_commit(PG_GETARG_TEXT_PP(0));
 	PG_RETURN_VOID();
 }
 

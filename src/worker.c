@@ -138,13 +138,11 @@ wake_worker_xact_callback(XactEvent event, void *arg)
  * worker is woken at commit if it would otherwise sleep past it.  Does
  * nothing when asyncrr is not preloaded (there is no worker then).
  */
-Datum
-asyncrr_note_deadline(PG_FUNCTION_ARGS)
+void
+asyncrr_note_deadline_at(TimestampTz at)
 {
-	TimestampTz at = PG_GETARG_TIMESTAMPTZ(0);
-
 	if (shared == NULL)
-		PG_RETURN_VOID();
+		return;
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(wake_worker_xact_callback, NULL);
@@ -152,6 +150,12 @@ asyncrr_note_deadline(PG_FUNCTION_ARGS)
 	}
 	if (at < xact_earliest)
 		xact_earliest = at;
+}
+
+Datum
+asyncrr_note_deadline(PG_FUNCTION_ARGS)
+{
+	asyncrr_note_deadline_at(PG_GETARG_TIMESTAMPTZ(0));
 	PG_RETURN_VOID();
 }
 
