@@ -49,6 +49,7 @@ request_shmem(void)
 		prev_shmem_request_hook();
 	asyncrr_worker_shmem_request();
 	asyncrr_wait_shmem_request();
+	asyncrr_notify_shmem_request();
 }
 
 static void
@@ -59,6 +60,7 @@ startup_shmem(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	asyncrr_worker_shmem_startup();
 	asyncrr_wait_shmem_startup();
+	asyncrr_notify_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -113,6 +115,22 @@ define_settings(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("asyncrr.lazy_commit",
+							 "Lets a claim, or a take of replies from a session inbox, commit without waiting for the WAL flush when nothing else in its transaction wrote.",
+							 "Losing such a commit in a crash is harmless: the request is claimed again, the session inbox is gone. See src/commit.c.",
+							 &asyncrr_lazy_commit,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("asyncrr.notify_dispatch",
+							 "Hands the notifications of replies to the asyncrr dispatcher, which sends them after commit.",
+							 "Off: the committing transaction sends them itself, holding PostgreSQL's NOTIFY lock through its WAL flush.",
+							 &asyncrr_notify_dispatch,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
 	/*
 	 * Settings fixed at server start: only a preloaded library may define
 	 * them.
@@ -153,5 +171,8 @@ _PG_init(void)
 	shmem_startup_hook = startup_shmem;
 
 	if (!IsBinaryUpgrade)
+	{
 		asyncrr_register_worker();
+		asyncrr_register_dispatcher();
+	}
 }

@@ -72,9 +72,18 @@ extern bool asyncrr_may(text *queue, const char *privilege);
 
 /* inbox.c */
 extern char *asyncrr_backend_id(void);
-extern text *asyncrr_current_inbox_name(void);
+extern text *asyncrr_current_inbox_name(bool *durable);
+
+/* commit.c */
+extern bool asyncrr_lazy_commit;
+extern bool asyncrr_xact_unwritten(void);
+extern void asyncrr_allow_lazy_commit(bool unwritten);
 
 /* notify.c */
+extern bool asyncrr_notify_dispatch;
+extern void asyncrr_notify_shmem_request(void);
+extern void asyncrr_notify_shmem_startup(void);
+extern void asyncrr_register_dispatcher(void);
 extern void asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id,
 										   const char *status);
 

@@ -105,18 +105,23 @@ current_inbox(bool *isnull)
 	return asyncrr_value(0, 1, isnull);
 }
 
-/* The name of the inbox this session holds now, or NULL (SPI memory). */
+/*
+ * The name of the inbox this session holds now, or NULL (SPI memory); and
+ * whether it is durable, if asked.
+ */
 text *
-asyncrr_current_inbox_name(void)
+asyncrr_current_inbox_name(bool *durable)
 {
 	bool		isnull;
 	Datum		row = current_inbox(&isnull);
-	Datum		name;
+	HeapTupleHeader inbox;
 
 	if (isnull)
 		return NULL;
-	name = GetAttributeByName(DatumGetHeapTupleHeader(row), "inbox_name", &isnull);
-	return isnull ? NULL : DatumGetTextPP(name);
+	inbox = DatumGetHeapTupleHeader(row);
+	if (durable != NULL)
+		*durable = DatumGetBool(GetAttributeByName(inbox, "durable", &isnull));
+	return DatumGetTextPP(GetAttributeByName(inbox, "inbox_name", &isnull));
 }
 
 /* asyncrr._current_inbox() RETURNS asyncrr.inbox */

@@ -469,7 +469,7 @@ asyncrr_submit(PG_FUNCTION_ARGS)
 						 errhint("Retry later, or raise max_depth with asyncrr.alter_queue().")));
 		}
 		if (inbox == NULL)
-			inbox = asyncrr_current_inbox_name();
+			inbox = asyncrr_current_inbox_name(NULL);
 		if (inbox == NULL)
 		{
 			asyncrr_run(&open_session_inbox_plan, NULL, NULL);
@@ -539,6 +539,8 @@ Datum
 asyncrr_take_replies(PG_FUNCTION_ARGS)
 {
 	text	   *inbox;
+	bool		durable;
+	bool		unwritten = asyncrr_xact_unwritten();
 
 	InitMaterializedSRF(fcinfo, 0);
 	asyncrr_require("requester", "take_replies");
@@ -550,12 +552,17 @@ asyncrr_take_replies(PG_FUNCTION_ARGS)
 				 errdetail("max_replies must be at least 1.")));
 
 	SPI_connect();
-	inbox = asyncrr_current_inbox_name();
+	inbox = asyncrr_current_inbox_name(&durable);
 	if (inbox != NULL)
-		return_rows(fcinfo,
-					asyncrr_run(&take_plan,
-								(Datum[]) {PointerGetDatum(inbox), PG_GETARG_DATUM(0)},
-								NULL));
+	{
+		uint64		n = asyncrr_run(&take_plan,
+									(Datum[]) {PointerGetDatum(inbox), PG_GETARG_DATUM(0)},
+									NULL);
+
+		return_rows(fcinfo, n);
+		if (n > 0 && !durable)
+			asyncrr_allow_lazy_commit(unwritten);
+	}
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -591,6 +598,7 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 	Datum		args[7];
 	Queue		q;
 	uint64		n;
+	bool		unwritten = asyncrr_xact_unwritten();
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
@@ -677,7 +685,10 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 
 	return_rows(fcinfo, n);
 	if (n > 0)
+	{
 		asyncrr_note_deadline_at(lease_until);
+		asyncrr_allow_lazy_commit(unwritten);
+	}
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -5,7 +5,7 @@
 # Run as root on a fresh Debian 12 machine:
 #     sudo bash test/bench/run.sh [--quick] [--duration S] [--warmup S]
 #         [--batch N] [--backlog "100000 1000000"] [--idle-window S] [--no-off]
-#         [--no-waits] [--perf]
+#         [--no-waits] [--perf] [--configs "R,K,W ..."] [--only "roundtrip batch backlog idle waits"]
 #
 # Installs what is missing (apt), builds and installs the extension, builds
 # test/bench/rrbench.c, then for synchronous_commit = on and then off starts
@@ -44,6 +44,8 @@ perf=0
 configs="1,1,1 4,4,2 16,4,4"
 quick=0
 settle_s=2
+only=" roundtrip batch backlog idle waits "
+run_part() { [[ "$only" == *" $1 "* ]]; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) quick=1; duration=0.5; warmup=0.2; batch=1000; backlog="1000"; idle_window=1;
@@ -57,6 +59,8 @@ while [ $# -gt 0 ]; do
 	--no-off) syncs="on"; shift ;;
 	--no-waits) waits=0; shift ;;
 	--perf) perf=1; shift ;;
+	--configs) configs=$2; shift 2 ;;
+	--only) only=" $2 "; shift 2 ;;
 	*) sed -n '2,27p' "$0" >&2; exit 2 ;;
 	esac
 done
@@ -167,8 +171,8 @@ worker_cpu() {	# utime+stime ticks of the asyncrr background worker
 for sync in $syncs; do
 	start_cluster "$sync"
 
-	say "round trip (synchronous_commit $sync)"
-	for cfg in $configs; do
+	run_part roundtrip && say "round trip (synchronous_commit $sync)"
+	run_part roundtrip && for cfg in $configs; do
 		IFS=, read -r R K W <<<"$cfg"
 		for mode in asyncrr baseline; do
 			reset_state
@@ -177,14 +181,14 @@ for sync in $syncs; do
 		done
 	done
 
-	say "batch (synchronous_commit $sync)"
-	for mode in asyncrr baseline; do
+	run_part batch && say "batch (synchronous_commit $sync)"
+	run_part batch && for mode in asyncrr baseline; do
 		reset_state
 		bench "$mode" "batch" --test batch -W 2 --claim-n 100 --submit-batch 1000 \
 			--total "$batch" --duration 600
 	done
 
-	if [ "$sync" = on ]; then
+	if [ "$sync" = on ] && run_part backlog; then
 		say "backlog: (4,4,2) with requests waiting elsewhere"
 		for where in other same; do
 			[ "$where" = other ] && q=rr_other || q=rr
@@ -205,7 +209,8 @@ for sync in $syncs; do
 				done
 			done
 		done
-
+	fi
+	if [ "$sync" = on ] && run_part idle; then
 		say "idle: asyncrr worker CPU over ${idle_window}s with $idle_requests live requests"
 		reset_state
 		load_backlog "$idle_requests" rr_other
@@ -220,7 +225,7 @@ for sync in $syncs; do
 		tail -n1 "$results" >&2
 	fi
 
-	if [ "$waits" = 1 ]; then
+	if [ "$waits" = 1 ] && run_part waits; then
 		say "where the time goes: (4,4,2), pg_stat_activity every 10 ms"
 		for mode in asyncrr baseline; do
 			reset_state

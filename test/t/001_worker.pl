@@ -13,12 +13,15 @@ my $node = AsyncrrTest::new_node('worker');
 $node->start;
 AsyncrrTest::install($node);
 
-# Visible, with asyncrr in its backend type and application name.
+# Visible, with asyncrr in its backend type and application name; so is
+# the dispatcher of notifications (007_notify.pl).
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type LIKE 'asyncrr%'");
 is( $node->safe_psql('postgres',
 		"SELECT backend_type || '|' || application_name || '|' || datname
-		   FROM pg_stat_activity WHERE backend_type LIKE 'asyncrr%'"),
-	'asyncrr worker|asyncrr worker|postgres',
-	'worker visible in pg_stat_activity');
+		   FROM pg_stat_activity WHERE backend_type LIKE 'asyncrr%' ORDER BY 1"),
+	"asyncrr dispatcher|asyncrr dispatcher|postgres\nasyncrr worker|asyncrr worker|postgres",
+	'worker and dispatcher visible in pg_stat_activity');
 
 $node->safe_psql('postgres',
 	"SELECT asyncrr.create_queue('q', default_timeout => '1 second', lease => '1 second')");
