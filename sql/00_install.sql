@@ -27,14 +27,27 @@ SELECT p.proname
  WHERE p.pronamespace = 'asyncrr'::regnamespace AND a.grantee = 0
  ORDER BY 1;
 
--- user-facing functions run with a pinned search_path; the one exception is
--- CALL asyncrr.call, which must COMMIT and so can have no SET clause (it
--- qualifies every name instead)
+-- user-facing functions run with a pinned search_path, and so does every
+-- function that runs as the extension's owner, in C or not; the one
+-- exception is CALL asyncrr.call, which must COMMIT and so can have no SET
+-- clause (it qualifies every name instead)
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'asyncrr'::regnamespace
    AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)
-   AND p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c')
+   AND (p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c') OR p.prosecdef)
  ORDER BY 1;
+
+-- the functions of a round trip run with enable_seqscan off (a plan cached
+-- while the table looked empty must not scan it all later) and without JIT
+-- (asyncrr--0.1--0.2.sql)
+SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args FROM pg_proc p
+ WHERE p.pronamespace = 'asyncrr'::regnamespace
+   AND p.proname IN ('submit', 'submit_many', '_submit', 'claim', 'complete', 'complete_many',
+                     'take_replies', '_end_request', '_request_for_update')
+   AND NOT coalesce(p.proconfig @> '{"enable_seqscan=off", "jit=off"}', false);
+
+-- the version installed is the newest; 0.1 is reached through its update
+SELECT extversion FROM pg_extension WHERE extname = 'asyncrr';
 
 -- A fixture for the suites that follow: polls a condition until it holds,
 -- for at most the given seconds (what the background worker does happens

@@ -149,3 +149,19 @@ EXPLAIN (COSTS OFF) SELECT q.correlation_id FROM asyncrr.request q
 RESET enable_seqscan;
 
 SELECT asyncrr.drop_queue('worker_q');
+
+-- 6. The worker keeps the planner's statistics of the requests table
+-- current: once the table has more than doubled since it was last analyzed
+-- (here: 5,000 requests arrive in a table analyzed, if ever, when it held
+-- far fewer), it analyzes it, so that no session keeps plans made for an
+-- empty table.  (Autovacuum is kept out of it for this test.)
+ALTER TABLE asyncrr.request SET (autovacuum_enabled = false);
+SELECT reltuples < 1000 AS small_before FROM pg_class WHERE oid = 'asyncrr.request'::regclass;
+SELECT asyncrr.create_queue('stats_q', default_timeout => '1 hour');
+SELECT count(*) AS submitted FROM asyncrr.submit_many('stats_q', array_fill('{}'::jsonb, ARRAY[5000]));
+UNLISTEN *;   -- (submit_many opened a session inbox)
+SELECT pg_stat_force_next_flush();   -- the counts reach the worker now, not in a while
+SELECT wait_until($$SELECT reltuples >= 5000 FROM pg_class WHERE oid = 'asyncrr.request'::regclass$$)
+       AS analyzed;
+SELECT asyncrr.drop_queue('stats_q', force => true);
+ALTER TABLE asyncrr.request RESET (autovacuum_enabled);

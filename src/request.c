@@ -43,8 +43,10 @@
 #include "asyncrr.h"
 
 PG_FUNCTION_INFO_V1(asyncrr_submit);
+PG_FUNCTION_INFO_V1(asyncrr_submit_many);
 PG_FUNCTION_INFO_V1(asyncrr_claim);
 PG_FUNCTION_INFO_V1(asyncrr_complete);
+PG_FUNCTION_INFO_V1(asyncrr_complete_many);
 PG_FUNCTION_INFO_V1(asyncrr_take_replies);
 PG_FUNCTION_INFO_V1(asyncrr_end_request_sql);
 PG_FUNCTION_INFO_V1(asyncrr_request_for_update_sql);
@@ -61,9 +63,11 @@ static AsyncrrPlan queue_plan = {
 	1, {TEXTOID}
 };
 
-static AsyncrrPlan known_id_plan = {
-	"SELECT owner_role, queue_name, payload FROM asyncrr.request WHERE correlation_id = $1",
-	1, {UUIDOID}
+/* submit: the ids among these that exist already, in id order */
+static AsyncrrPlan known_ids_plan = {
+	"SELECT correlation_id, owner_role, queue_name, payload FROM asyncrr.request"
+	" WHERE correlation_id = ANY ($1) ORDER BY correlation_id",
+	1, {UUIDARRAYOID}
 };
 
 /* backpressure: counted under the statement's snapshot, not serialized */
@@ -82,9 +86,10 @@ static AsyncrrPlan insert_plan = {
 	"INSERT INTO asyncrr.request"
 	"       (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,"
 	"        state, max_attempts, submitted_at, timeout, deadline)"
-	" VALUES ($1, $2, $3, session_user, $4, $5, $6, 'pending', $7, now(), $8, now() + $8)"
+	" SELECT i.id, $2, $3, session_user, i.payload, $5, $6, 'pending', $7, now(), $8, now() + $8"
+	"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($4)) AS i(id, payload)"
 	" ON CONFLICT DO NOTHING RETURNING deadline",
-	8, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, INTERVALOID}
+	8, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, INT4OID, INTERVALOID}
 };
 
 /*
@@ -136,10 +141,11 @@ static AsyncrrPlan lock_row_plan = {
 	1, {UUIDOID}
 };
 
-static AsyncrrPlan lock_claim_plan = {
-	"SELECT state, attempt, claimed_by, earlier_claimers FROM asyncrr.request"
-	" WHERE correlation_id = $1 FOR UPDATE",
-	1, {UUIDOID}
+/* complete: in id order, so that concurrent batches cannot deadlock */
+static AsyncrrPlan lock_claims_plan = {
+	"SELECT correlation_id, state, attempt, claimed_by, earlier_claimers FROM asyncrr.request"
+	" WHERE correlation_id = ANY ($1) ORDER BY correlation_id FOR UPDATE",
+	1, {UUIDARRAYOID}
 };
 
 static AsyncrrPlan after_end_plan = {
@@ -154,11 +160,12 @@ static AsyncrrPlan after_end_plan = {
  */
 static AsyncrrPlan end_plan = {
 	"WITH ended AS ("
-	"  UPDATE asyncrr.request"
-	"     SET state = $2, finished_at = pg_catalog.clock_timestamp(), reply = $3, error = $4,"
-	"         dead_letter_reason = $5, lease_until = NULL"
-	"   WHERE correlation_id = $1 AND state IN ('pending', 'claimed')"
-	"  RETURNING *),"
+	"  UPDATE asyncrr.request r"
+	"     SET state = $2, finished_at = pg_catalog.clock_timestamp(), reply = i.reply,"
+	"         error = $4, dead_letter_reason = $5, lease_until = NULL"
+	"    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3)) AS i(id, reply)"
+	"   WHERE r.correlation_id = i.id AND r.state IN ('pending', 'claimed')"
+	"  RETURNING r.*),"
 	" letter AS ("
 	"  INSERT INTO asyncrr.dead_letter"
 	"         (correlation_id, queue_name, inbox_name, owner_role, reason, payload, headers,"
@@ -166,8 +173,8 @@ static AsyncrrPlan end_plan = {
 	"  SELECT correlation_id, queue_name, inbox_name, owner_role, dead_letter_reason, payload,"
 	"         headers, priority, timeout, attempt, worker, error, submitted_at, finished_at"
 	"    FROM ended WHERE dead_letter_reason IS NOT NULL)"
-	" SELECT inbox_name FROM ended",
-	5, {UUIDOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID}
+	" SELECT correlation_id, inbox_name FROM ended",
+	5, {UUIDARRAYOID, TEXTOID, JSONBARRAYOID, TEXTOID, TEXTOID}
 };
 
 static AsyncrrPlan take_plan = {
@@ -223,6 +230,84 @@ refuse_unknown_request(pg_uuid_t *id)
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
 			 errmsg("request \"%s\" does not exist", uuid_string(id))));
+}
+
+static Datum
+uuid_array(int n, pg_uuid_t *ids)
+{
+	Datum	   *elems = palloc(n * sizeof(Datum));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = UUIDPGetDatum(&ids[i]);
+	return PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false,
+										   TYPALIGN_CHAR));
+}
+
+static Datum
+jsonb_array(int n, Datum *values, bool *nulls)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, JSONBOID, -1,
+											  false, TYPALIGN_INT));
+}
+
+/* The uuid in column 1 of result row i of the last asyncrr_run. */
+static pg_uuid_t *
+row_id(uint64 i)
+{
+	bool		isnull;
+
+	return DatumGetUUIDP(asyncrr_value(i, 1, &isnull));
+}
+
+/*
+ * The row of the last asyncrr_run (n rows, in correlation id order, the id
+ * in column 1) with this id, or -1.
+ */
+static int64
+find_row(uint64 n, pg_uuid_t *id)
+{
+	int64		lo = 0;
+	int64		hi = (int64) n - 1;
+
+	while (lo <= hi)
+	{
+		int64		mid = (lo + hi) / 2;
+		int			c = memcmp(row_id(mid)->data, id->data, UUID_LEN);
+
+		if (c == 0)
+			return mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
+
+/* The elements of a one-dimensional argument array, which must not be NULL. */
+static int
+array_arg(FunctionCallInfo fcinfo, int arg, const char *what, Oid type, int16 typlen,
+		  bool typbyval, char typalign, Datum **elems, bool **nulls)
+{
+	int			n;
+
+	asyncrr_check_not_null(what, PG_ARGISNULL(arg));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(arg), type, typlen, typbyval, typalign,
+					  elems, nulls, &n);
+	return n;
+}
+
+static void
+check_same_length(const char *what, int n, const char *other, int m)
+{
+	if (n != m)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s and %s differ in length", what, other),
+				 errdetail("There are %d %s and %d %s.", n, what, m, other)));
 }
 
 /*
@@ -334,35 +419,45 @@ stale_claim(bool attempt_given, int32 attempt, int32 r_attempt, const char *r_st
 }
 
 /*
- * The one place where a request ends.  Every outcome goes through here:
+ * The one place where requests end.  Every outcome goes through here:
  * complete, fail, cancel, close_inbox, drop_queue, the worker's deadlines
- * and leases.  It records the outcome as the request's reply, keeps a dead
- * letter when there is a reason for one, and queues the one notification
- * of the reply on its inbox's channel.  The caller is connected to SPI and
- * holds the request's row lock.
+ * and leases.  Each of the n requests (distinct ids) gets this outcome as
+ * its reply, with its own reply value, only if it is still live: no second
+ * outcome ever overwrites the first.  A dead letter is kept when there is
+ * a reason for one, and the one notification of each reply is queued on
+ * its inbox's channel.  The caller is connected to SPI and holds the rows'
+ * locks.
  */
 static void
-end_request(pg_uuid_t *id, const char *state, Datum reply, bool reply_isnull,
-			text *error, text *dead_letter_reason)
+end_requests(int n, pg_uuid_t *ids, const char *state, Datum *replies, bool *reply_nulls,
+			 text *error, text *dead_letter_reason)
 {
 	Datum		args[5];
 	char		nulls[6] = "     ";
+	uint64		ended;
 	bool		isnull;
 
-	args[0] = UUIDPGetDatum(id);
+	if (n == 0)
+		return;
+	args[0] = uuid_array(n, ids);
 	args[1] = CStringGetTextDatum(state);
-	args[2] = reply;
-	nulls[2] = reply_isnull ? 'n' : ' ';
+	args[2] = jsonb_array(n, replies, reply_nulls);
 	args[3] = PointerGetDatum(error);
 	nulls[3] = error == NULL ? 'n' : ' ';
 	args[4] = PointerGetDatum(dead_letter_reason);
 	nulls[4] = dead_letter_reason == NULL ? 'n' : ' ';
 
-	if (asyncrr_run(&end_plan, args, nulls) != 1)
+	ended = asyncrr_run(&end_plan, args, nulls);
+	if (ended != (uint64) n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("asyncrr: request %s is not live", uuid_string(id))));
-	asyncrr_notify_reply_at_commit(DatumGetTextPP(asyncrr_value(0, 1, &isnull)), id, state);
+				 n == 1 ?
+				 errmsg("asyncrr: request %s is not live", uuid_string(&ids[0])) :
+				 errmsg("asyncrr: %d of %d requests to end are not live",
+						n - (int) ended, n)));
+	for (uint64 i = 0; i < ended; i++)
+		asyncrr_notify_reply_at_commit(DatumGetTextPP(asyncrr_value(i, 2, &isnull)),
+									   row_id(i), state);
 }
 
 /* Copies the rows of the last asyncrr_run into a materialized SRF's result. */
@@ -386,51 +481,110 @@ return_rows(FunctionCallInfo fcinfo, uint64 n)
  * ----------------------------------------------------------------
  */
 
-/*
- * asyncrr.submit(queue_name text, payload jsonb, timeout interval,
- *                correlation_id uuid, priority integer, headers jsonb) RETURNS uuid
- * asyncrr._submit(..., inbox_name text) RETURNS uuid
- *
- * The second is CALL asyncrr.call's (its call inbox); submit's inbox is the
- * one this session holds, opened if need be.  A repeat of a known id with
- * the same queue and payload writes nothing, not even a session inbox.
- */
-Datum
-asyncrr_submit(PG_FUNCTION_ARGS)
+/* Refuses a submit whose id is already used by a different request. */
+static void
+refuse_used_id(pg_uuid_t *id, const char *other_queue)
 {
-	text	   *queue = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
-	Datum		payload = PG_GETARG_DATUM(1);
-	Interval   *timeout;
-	bool		fresh_id = PG_ARGISNULL(3);
-	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-	Datum		headers = PG_GETARG_DATUM(5);
-	text	   *inbox = (PG_NARGS() > 6 && !PG_ARGISNULL(6)) ? PG_GETARG_TEXT_PP(6) : NULL;
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("correlation id \"%s\" is already used by a different request",
+					uuid_string(id)),
+			 other_queue == NULL ? 0 :
+			 errdetail("That request went to queue \"%s\" with another payload or queue.",
+					   other_queue),
+			 other_queue == NULL ?
+			 errhint("Use a new correlation id.") :
+			 errhint("Repeat a submit with the same queue and payload, or use a new correlation id.")));
+}
+
+/*
+ * Marks in known[] the ids that exist already, after checking that each is
+ * a repeat of the same request: same role (another role's id is a
+ * conflict whatever the queue and payload, and nothing about that request
+ * goes into the error), same queue, same payload.  Returns how many.
+ */
+static int
+find_repeats(int n, pg_uuid_t *ids, text *queue, Datum *payloads, bool *known)
+{
+	uint64		rows = asyncrr_run(&known_ids_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
+	int			repeats = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		int64		row = find_row(rows, &ids[i]);
+		bool		isnull;
+		text	   *old_queue;
+
+		known[i] = row >= 0;
+		if (!known[i])
+			continue;
+		repeats++;
+		if (strcmp(NameStr(*DatumGetName(asyncrr_value(row, 2, &isnull))),
+				   asyncrr_caller_name()) != 0)
+			refuse_used_id(&ids[i], NULL);
+		old_queue = DatumGetTextPP(asyncrr_value(row, 3, &isnull));
+		if (!DatumGetBool(DirectFunctionCall2Coll(texteq, DEFAULT_COLLATION_OID,
+												  PointerGetDatum(old_queue),
+												  PointerGetDatum(queue))) ||
+			!DatumGetBool(DirectFunctionCall2(jsonb_eq, asyncrr_value(row, 4, &isnull),
+											  payloads[i])))
+			refuse_used_id(&ids[i], text_to_cstring(old_queue));
+	}
+	return repeats;
+}
+
+/*
+ * Submits n requests to a queue, with the same timeout, priority and
+ * headers; ids[i] is used as given unless fresh[i], when a new random id
+ * is put there.  The reply goes to inbox, or (NULL) to the inbox this
+ * session holds, opened if need be.  A repeat of a known id with the same
+ * queue and payload writes nothing, not even a session inbox; anything
+ * else written is all or nothing.  The caller is connected to SPI.
+ */
+static void
+submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
+				pg_uuid_t *ids, bool *fresh, Interval *timeout, bool priority_isnull,
+				int32 priority, Datum headers, bool headers_isnull, text *inbox)
+{
 	Queue		q;
-	bool		known = false;
+	bool	   *known = palloc0(n * sizeof(bool));
+	int			repeats = 0;
+	bool		any_given = false;
+	int			n_new;
+	pg_uuid_t  *new_ids;
+	Datum	   *new_payloads;
+	Datum		args[8];
+	char		nulls[9] = "        ";
+	uint64		inserted;
 	bool		isnull;
 
-	SPI_connect();
 	lookup_queue(queue, "submit", true, &q);
+	if (timeout == NULL)
+		timeout = &q.default_timeout;
 
-	timeout = PG_ARGISNULL(2) ? &q.default_timeout : PG_GETARG_INTERVAL_P(2);
-	if (fresh_id)
+	for (int i = 0; i < n; i++)
 	{
-		/* a version 4 UUID, as gen_random_uuid() makes */
-		if (!pg_strong_random(id->data, UUID_LEN))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate random values")));
-		id->data[6] = (id->data[6] & 0x0f) | 0x40;
-		id->data[8] = (id->data[8] & 0x3f) | 0x80;
+		if (fresh[i])
+		{
+			/* a version 4 UUID, as gen_random_uuid() makes */
+			if (!pg_strong_random(ids[i].data, UUID_LEN))
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("could not generate random values")));
+			ids[i].data[6] = (ids[i].data[6] & 0x0f) | 0x40;
+			ids[i].data[8] = (ids[i].data[8] & 0x3f) | 0x80;
+		}
+		else
+			any_given = true;
 	}
-	else
-		memcpy(id, PG_GETARG_UUID_P(3), sizeof(pg_uuid_t));
-
-	asyncrr_check_not_null("payload", PG_ARGISNULL(1));
-	asyncrr_check_size_of("payload", payload);
+	for (int i = 0; i < n; i++)
+	{
+		asyncrr_check_not_null("payload", payload_nulls[i]);
+		asyncrr_check_size_of("payload", payloads[i]);
+	}
 	asyncrr_check_positive("timeout", timeout);
-	asyncrr_check_not_null("priority", PG_ARGISNULL(4));
-	if (!PG_ARGISNULL(5))
+	asyncrr_check_not_null("priority", priority_isnull);
+	if (!headers_isnull)
 	{
 		char	   *type = TextDatumGetCString(DirectFunctionCall1(jsonb_typeof, headers));
 
@@ -447,87 +601,167 @@ asyncrr_submit(PG_FUNCTION_ARGS)
 		asyncrr_check_size_of("headers", headers);
 	}
 
-	/* a fresh random id cannot be known; a conflict is still caught below */
-	if (!fresh_id)
-		known = asyncrr_run(&known_id_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) > 0;
+	/* fresh random ids cannot be known; a collision is still caught below */
+	if (any_given)
+		repeats = find_repeats(n, ids, queue, payloads, known);
+	if (repeats == n)
+		return;
 
-	if (!known)
+	n_new = n - repeats;
+	new_ids = palloc(n_new * sizeof(pg_uuid_t));
+	new_payloads = palloc(n_new * sizeof(Datum));
+	for (int i = 0, k = 0; i < n; i++)
 	{
-		Datum		args[8];
-		char		nulls[9] = "        ";
-
-		/* backpressure: a full queue refuses new requests */
-		if (q.has_max_depth)
-		{
-			asyncrr_run(&depth_plan,
-						(Datum[]) {PointerGetDatum(queue), Int32GetDatum(q.max_depth)}, NULL);
-			if (DatumGetInt64(asyncrr_value(0, 1, &isnull)) >= q.max_depth)
-				ereport(ERROR,
-						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-						 errmsg("queue \"%s\" is full", text_to_cstring(queue)),
-						 errdetail("It holds its max_depth of %d live requests.", q.max_depth),
-						 errhint("Retry later, or raise max_depth with asyncrr.alter_queue().")));
-		}
-		if (inbox == NULL)
-			inbox = asyncrr_current_inbox_name(NULL);
-		if (inbox == NULL)
-		{
-			asyncrr_run(&open_session_inbox_plan, NULL, NULL);
-			inbox = DatumGetTextPP(asyncrr_value(0, 1, &isnull));
-		}
-
-		args[0] = UUIDPGetDatum(id);
-		args[1] = PointerGetDatum(queue);
-		args[2] = PointerGetDatum(inbox);
-		args[3] = payload;
-		args[4] = headers;
-		nulls[4] = PG_ARGISNULL(5) ? 'n' : ' ';
-		args[5] = PG_GETARG_DATUM(4);
-		args[6] = Int32GetDatum(q.max_attempts);
-		args[7] = IntervalPGetDatum(timeout);
-		if (asyncrr_run(&insert_plan, args, nulls) == 1)
-		{
-			asyncrr_note_deadline_at(DatumGetTimestampTz(asyncrr_value(0, 1, &isnull)));
-			asyncrr_wake_queue_at_commit(queue);
-			SPI_finish();
-			PG_RETURN_UUID_P(id);
-		}
-		/* a concurrent submit of the same id committed first */
-		known = asyncrr_run(&known_id_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) > 0;
-		if (!known)
-			elog(ERROR, "asyncrr: request %s conflicted but is not there", uuid_string(id));
+		if (known[i])
+			continue;
+		new_ids[k] = ids[i];
+		new_payloads[k++] = payloads[i];
 	}
 
 	/*
-	 * The id exists.  Another role's: a conflict whatever the queue and
-	 * payload, and nothing about that request in the error.  The same
-	 * request again: a no-op.  Anything else: a conflict.
+	 * Backpressure: a full queue refuses new requests.  Counted under the
+	 * statement's snapshot, not serialized: concurrent submits may each see
+	 * one free place (doc/security.md, "max_depth").
 	 */
-	if (strcmp(NameStr(*DatumGetName(asyncrr_value(0, 1, &isnull))),
-			   asyncrr_caller_name()) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("correlation id \"%s\" is already used by a different request",
-						uuid_string(id)),
-				 errhint("Use a new correlation id.")));
+	if (q.has_max_depth)
 	{
-		text	   *old_queue = DatumGetTextPP(asyncrr_value(0, 2, &isnull));
-		Datum		old_payload = asyncrr_value(0, 3, &isnull);
+		int64		live;
 
-		if (!DatumGetBool(DirectFunctionCall2Coll(texteq, DEFAULT_COLLATION_OID,
-												  PointerGetDatum(old_queue),
-												  PointerGetDatum(queue))) ||
-			!DatumGetBool(DirectFunctionCall2(jsonb_eq, old_payload, payload)))
+		asyncrr_run(&depth_plan,
+					(Datum[]) {PointerGetDatum(queue), Int32GetDatum(q.max_depth)}, NULL);
+		live = DatumGetInt64(asyncrr_value(0, 1, &isnull));
+		if (live + n_new > q.max_depth)
 			ereport(ERROR,
-					(errcode(ERRCODE_UNIQUE_VIOLATION),
-					 errmsg("correlation id \"%s\" is already used by a different request",
-							uuid_string(id)),
-					 errdetail("That request went to queue \"%s\" with another payload or queue.",
-							   text_to_cstring(old_queue)),
-					 errhint("Repeat a submit with the same queue and payload, or use a new correlation id.")));
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("queue \"%s\" is full", text_to_cstring(queue)),
+					 live >= q.max_depth ?
+					 errdetail("It holds its max_depth of %d live requests.", q.max_depth) :
+					 errdetail("It holds %lld live requests; %d more would pass its max_depth of %d.",
+							   (long long) live, n_new, q.max_depth),
+					 errhint("Retry later, or raise max_depth with asyncrr.alter_queue().")));
 	}
+	if (inbox == NULL)
+		inbox = asyncrr_current_inbox_name(NULL);
+	if (inbox == NULL)
+	{
+		asyncrr_run(&open_session_inbox_plan, NULL, NULL);
+		inbox = DatumGetTextPP(asyncrr_value(0, 1, &isnull));
+	}
+
+	args[0] = uuid_array(n_new, new_ids);
+	args[1] = PointerGetDatum(queue);
+	args[2] = PointerGetDatum(inbox);
+	args[3] = jsonb_array(n_new, new_payloads, NULL);
+	args[4] = headers;
+	nulls[4] = headers_isnull ? 'n' : ' ';
+	args[5] = Int32GetDatum(priority);
+	args[6] = Int32GetDatum(q.max_attempts);
+	args[7] = IntervalPGetDatum(timeout);
+	inserted = asyncrr_run(&insert_plan, args, nulls);
+	if (inserted > 0)
+	{
+		/* one timeout for all: the deadlines differ by nothing */
+		asyncrr_note_deadline_at(DatumGetTimestampTz(asyncrr_value(0, 1, &isnull)));
+		asyncrr_wake_queue_at_commit(queue);
+	}
+	if (inserted < (uint64) n_new)
+	{
+		/*
+		 * Concurrent submits of some of these ids committed first (or an id
+		 * appears twice): each must be a repeat of the same request.
+		 */
+		if (find_repeats(n_new, new_ids, queue, new_payloads, palloc(n_new)) + inserted <
+			(uint64) n_new)
+			elog(ERROR, "asyncrr: a submitted request conflicted but is not there");
+	}
+}
+
+/*
+ * asyncrr.submit(queue_name text, payload jsonb, timeout interval,
+ *                correlation_id uuid, priority integer, headers jsonb) RETURNS uuid
+ * asyncrr._submit(..., inbox_name text) RETURNS uuid
+ *
+ * The second is CALL asyncrr.call's (its call inbox).
+ */
+Datum
+asyncrr_submit(PG_FUNCTION_ARGS)
+{
+	Datum		payload = PG_GETARG_DATUM(1);
+	bool		payload_isnull = PG_ARGISNULL(1);
+	bool		fresh = PG_ARGISNULL(3);
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+	if (!fresh)
+		*id = *PG_GETARG_UUID_P(3);
+	SPI_connect();
+	submit_requests(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0), 1, &payload,
+					&payload_isnull, id, &fresh,
+					PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2),
+					PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4),
+					PG_GETARG_DATUM(5), PG_ARGISNULL(5),
+					(PG_NARGS() > 6 && !PG_ARGISNULL(6)) ? PG_GETARG_TEXT_PP(6) : NULL);
 	SPI_finish();
 	PG_RETURN_UUID_P(id);
+}
+
+/*
+ * asyncrr.submit_many(queue_name text, payloads jsonb[], timeout interval,
+ *                     correlation_ids uuid[], priority integer, headers jsonb)
+ *     RETURNS SETOF uuid
+ *
+ * submit() for many payloads at once, all or nothing; the ids in payload
+ * order.
+ */
+Datum
+asyncrr_submit_many(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *payloads;
+	bool	   *payload_nulls;
+	int			n;
+	pg_uuid_t  *ids;
+	bool	   *fresh;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	n = array_arg(fcinfo, 1, "payloads", JSONBOID, -1, false, TYPALIGN_INT,
+				  &payloads, &payload_nulls);
+	ids = palloc0(Max(n, 1) * sizeof(pg_uuid_t));
+	fresh = palloc(Max(n, 1) * sizeof(bool));
+	for (int i = 0; i < n; i++)
+		fresh[i] = true;
+	if (!PG_ARGISNULL(3))
+	{
+		Datum	   *given;
+		bool	   *given_nulls;
+		int			m = array_arg(fcinfo, 3, "correlation_ids", UUIDOID, UUID_LEN, false,
+								  TYPALIGN_CHAR, &given, &given_nulls);
+
+		check_same_length("payloads", n, "correlation_ids", m);
+		for (int i = 0; i < n; i++)
+		{
+			fresh[i] = given_nulls[i];
+			if (!given_nulls[i])
+				ids[i] = *DatumGetUUIDP(given[i]);
+		}
+	}
+	if (n == 0)
+		return (Datum) 0;
+
+	SPI_connect();
+	submit_requests(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0), n, payloads,
+					payload_nulls, ids, fresh,
+					PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2),
+					PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4),
+					PG_GETARG_DATUM(5), PG_ARGISNULL(5), NULL);
+	SPI_finish();
+	for (int i = 0; i < n; i++)
+	{
+		Datum		value = UUIDPGetDatum(&ids[i]);
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	return (Datum) 0;
 }
 
 /*
@@ -694,62 +928,179 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Completes n requests: ids[i] gets replies[i], under the claim of
+ * attempts[i] (if attempt_given[i]) or of this session (see stale_claim).
+ * outcomes[i] becomes what complete() returns for it: "completed";
+ * "duplicate" if a worker had already ended the request (also an id
+ * repeated in the batch); "late" if it had ended otherwise or the claim is
+ * no longer current.  An unknown id, or a request still pending, is an
+ * error for the whole batch.  The rows are locked in id order, so batches
+ * that overlap cannot deadlock.  The caller is connected to SPI.
+ */
+static void
+complete_requests(int n, pg_uuid_t *ids, Datum *replies, bool *reply_nulls,
+				  bool *attempt_given, int32 *attempts, const char **outcomes)
+{
+	uint64		rows;
+	char	  **states;
+	pg_uuid_t  *end_ids = palloc(n * sizeof(pg_uuid_t));
+	Datum	   *end_replies = palloc(n * sizeof(Datum));
+	bool	   *end_nulls = palloc(n * sizeof(bool));
+	int			n_end = 0;
+	bool	   *ended_here;
+
+	for (int i = 0; i < n; i++)
+		check_request_access(&ids[i], "claim");
+	rows = asyncrr_run(&lock_claims_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
+
+	/* each row's state as this batch leaves it */
+	states = palloc0(Max(rows, 1) * sizeof(char *));
+	ended_here = palloc0(Max(rows, 1) * sizeof(bool));
+	for (int i = 0; i < n; i++)
+	{
+		int64		row = find_row(rows, &ids[i]);
+		bool		isnull;
+		Datum		claimed_by;
+		Datum		earlier;
+		bool		earlier_isnull;
+
+		if (row < 0)
+			refuse_unknown_request(&ids[i]);
+		if (!reply_nulls[i])
+			asyncrr_check_size_of("reply", replies[i]);
+		if (states[row] == NULL)
+			states[row] = TextDatumGetCString(asyncrr_value(row, 2, &isnull));
+		claimed_by = asyncrr_value(row, 4, &isnull);
+		earlier = asyncrr_value(row, 5, &earlier_isnull);
+
+		if (stale_claim(attempt_given[i], attempts[i],
+						DatumGetInt32(asyncrr_value(row, 3, &isnull)), states[row],
+						isnull ? NULL : DatumGetTextPP(claimed_by),
+						earlier_isnull ? NULL : DatumGetArrayTypeP(earlier)))
+			outcomes[i] = "late";
+		else if (strcmp(states[row], "pending") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("request \"%s\" is not claimed", uuid_string(&ids[i])),
+					 errdetail("Only a claimed request can be completed or failed."),
+					 errhint("Claim it with asyncrr.claim() first.")));
+		else if (strcmp(states[row], "claimed") == 0)
+		{
+			end_ids[n_end] = ids[i];
+			end_replies[n_end] = replies[i];
+			end_nulls[n_end++] = reply_nulls[i];
+			states[row] = "completed";
+			ended_here[row] = true;
+			outcomes[i] = "completed";
+		}
+		else if (ended_here[row])
+			outcomes[i] = "duplicate";	/* completed earlier in this batch */
+		else
+		{
+			/* ended before: asyncrr._after_end() decides, and keeps a late reply */
+			char		nulls[3] = {' ', reply_nulls[i] ? 'n' : ' ', '\0'};
+			SPITupleTable *locked = SPI_tuptable;
+			const char *after;
+
+			asyncrr_run(&after_end_plan, (Datum[]) {UUIDPGetDatum(&ids[i]), replies[i]}, nulls);
+			after = TextDatumGetCString(asyncrr_value(0, 1, &isnull));
+			outcomes[i] = strcmp(after, "duplicate") == 0 ? "duplicate" : "late";
+			SPI_freetuptable(SPI_tuptable);
+			SPI_tuptable = locked;
+		}
+	}
+	end_requests(n_end, end_ids, "completed", end_replies, end_nulls, NULL, NULL);
+}
+
+/*
  * asyncrr.complete(correlation_id uuid, reply jsonb[, attempt integer]) RETURNS text
  *
- * Records the reply of the current claim: "completed"; "duplicate" if a
- * worker had already ended the request, "late" if it had ended otherwise
- * or the caller's claim is no longer current (see stale_claim).
+ * Records the reply of the current claim (see complete_requests).
  */
 Datum
 asyncrr_complete(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *id = PG_ARGISNULL(0) ? NULL : PG_GETARG_UUID_P(0);
+	pg_uuid_t  *id;
+	Datum		reply = PG_GETARG_DATUM(1);
+	bool		reply_isnull = PG_ARGISNULL(1);
 	bool		attempt_given = PG_NARGS() > 2 && !PG_ARGISNULL(2);
+	int32		attempt = attempt_given ? PG_GETARG_INT32(2) : 0;
 	const char *outcome;
-	char	   *state;
-	bool		isnull;
-	Datum		claimed_by;
-	Datum		earlier;
-	bool		earlier_isnull;
 
 	asyncrr_require("worker", "complete");
+	asyncrr_check_not_null("correlation id", PG_ARGISNULL(0));
+	id = PG_GETARG_UUID_P(0);
 	SPI_connect();
-	check_request_access(id, "claim");
-	if (asyncrr_run(&lock_claim_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) == 0)
-		refuse_unknown_request(id);
-	if (!PG_ARGISNULL(1))
-		asyncrr_check_size_of("reply", PG_GETARG_DATUM(1));
-
-	state = TextDatumGetCString(asyncrr_value(0, 1, &isnull));
-	claimed_by = asyncrr_value(0, 3, &isnull);
-	earlier = asyncrr_value(0, 4, &earlier_isnull);
-	if (stale_claim(attempt_given, attempt_given ? PG_GETARG_INT32(2) : 0,
-					DatumGetInt32(asyncrr_value(0, 2, &isnull)), state,
-					isnull ? NULL : DatumGetTextPP(claimed_by),
-					earlier_isnull ? NULL : DatumGetArrayTypeP(earlier)))
-		outcome = "late";
-	else if (strcmp(state, "pending") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("request \"%s\" is not claimed", uuid_string(id)),
-				 errdetail("Only a claimed request can be completed or failed."),
-				 errhint("Claim it with asyncrr.claim() first.")));
-	else if (strcmp(state, "claimed") != 0)
-	{
-		char		nulls[3] = {' ', PG_ARGISNULL(1) ? 'n' : ' ', '\0'};
-
-		asyncrr_run(&after_end_plan, (Datum[]) {UUIDPGetDatum(id), PG_GETARG_DATUM(1)},
-					nulls);
-		outcome = TextDatumGetCString(asyncrr_value(0, 1, &isnull));
-		outcome = strcmp(outcome, "duplicate") == 0 ? "duplicate" : "late";
-	}
-	else
-	{
-		end_request(id, "completed", PG_GETARG_DATUM(1), PG_ARGISNULL(1), NULL, NULL);
-		outcome = "completed";
-	}
+	complete_requests(1, id, &reply, &reply_isnull, &attempt_given, &attempt, &outcome);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(outcome));
+}
+
+/*
+ * asyncrr.complete_many(correlation_ids uuid[], replies jsonb[], attempts integer[])
+ *     RETURNS TABLE(correlation_id uuid, outcome text)
+ *
+ * complete() for many requests in one call, in the order given.
+ */
+Datum
+asyncrr_complete_many(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *id_elems;
+	bool	   *id_nulls;
+	Datum	   *replies;
+	bool	   *reply_nulls;
+	int			n;
+	int			m;
+	pg_uuid_t  *ids;
+	bool	   *attempt_given;
+	int32	   *attempts;
+	const char **outcomes;
+
+	InitMaterializedSRF(fcinfo, 0);
+	asyncrr_require("worker", "complete_many");
+	n = array_arg(fcinfo, 0, "correlation_ids", UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+				  &id_elems, &id_nulls);
+	m = array_arg(fcinfo, 1, "replies", JSONBOID, -1, false, TYPALIGN_INT,
+				  &replies, &reply_nulls);
+	check_same_length("correlation_ids", n, "replies", m);
+	ids = palloc(Max(n, 1) * sizeof(pg_uuid_t));
+	attempt_given = palloc0(Max(n, 1) * sizeof(bool));
+	attempts = palloc0(Max(n, 1) * sizeof(int32));
+	outcomes = palloc(Max(n, 1) * sizeof(char *));
+	for (int i = 0; i < n; i++)
+	{
+		asyncrr_check_not_null("correlation id", id_nulls[i]);
+		ids[i] = *DatumGetUUIDP(id_elems[i]);
+	}
+	if (!PG_ARGISNULL(2))
+	{
+		Datum	   *given;
+		bool	   *given_nulls;
+		int			k = array_arg(fcinfo, 2, "attempts", INT4OID, 4, true, TYPALIGN_INT,
+								  &given, &given_nulls);
+
+		check_same_length("correlation_ids", n, "attempts", k);
+		for (int i = 0; i < n; i++)
+		{
+			attempt_given[i] = !given_nulls[i];
+			attempts[i] = given_nulls[i] ? 0 : DatumGetInt32(given[i]);
+		}
+	}
+	if (n == 0)
+		return (Datum) 0;
+
+	SPI_connect();
+	complete_requests(n, ids, replies, reply_nulls, attempt_given, attempts, outcomes);
+	SPI_finish();
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[2] = {UUIDPGetDatum(&ids[i]), CStringGetTextDatum(outcomes[i])};
+		bool		nulls[2] = {false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }
 
 /* ----------------------------------------------------------------
@@ -764,13 +1115,16 @@ asyncrr_complete(PG_FUNCTION_ARGS)
 Datum
 asyncrr_end_request_sql(PG_FUNCTION_ARGS)
 {
+	Datum		reply = PG_GETARG_DATUM(2);
+	bool		reply_isnull = PG_ARGISNULL(2);
+
 	asyncrr_check_not_null("correlation id", PG_ARGISNULL(0));
 	asyncrr_check_not_null("state", PG_ARGISNULL(1));
 	SPI_connect();
-	end_request(PG_GETARG_UUID_P(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
-				PG_GETARG_DATUM(2), PG_ARGISNULL(2),
-				PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3),
-				PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
+	end_requests(1, PG_GETARG_UUID_P(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+				 &reply, &reply_isnull,
+				 PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3),
+				 PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -20,7 +20,8 @@
  *	  session).  Prints one JSON object on stdout.
  *
  *	  asyncrr: asyncrr.open_inbox, asyncrr.submit, asyncrr.take_replies,
- *	  asyncrr.claim(wait => '1 second'), asyncrr.complete.
+ *	  asyncrr.claim(wait => '1 second'), asyncrr.complete; in the batch
+ *	  test asyncrr.submit_many and asyncrr.complete_many.
  *	  baseline: table rrbench_rr (see --setup-baseline), INSERT +
  *	  pg_notify(work channel) to submit; UPDATE ... WHERE id IN (SELECT ...
  *	  FOR UPDATE SKIP LOCKED LIMIT n) RETURNING to claim, the worker
@@ -235,8 +236,9 @@ setup_requester(PGconn *c, sess_t *s, char *inbox, size_t inbox_len)
 		PQclear(r);
 		prepare(c, "submit", "SELECT asyncrr.submit($1, $2::jsonb)");
 		prepare(c, "submit_many",
-				"SELECT asyncrr.submit($1, pg_catalog.jsonb_build_object('i', g)) "
-				"FROM pg_catalog.generate_series(1, $2::int) g");
+				"SELECT count(*) FROM asyncrr.submit_many($1, ARRAY("
+				"SELECT pg_catalog.jsonb_build_object('i', g) "
+				"FROM pg_catalog.generate_series(1, $2::int) g))");
 		prepare(c, "take", "SELECT correlation_id FROM asyncrr.take_replies($1::int)");
 	}
 	else
@@ -382,7 +384,9 @@ worker(void *arg)
 				"SELECT correlation_id FROM asyncrr.claim($1, $2::int, wait => interval '1 second')");
 		prepare(c, "complete", "SELECT asyncrr.complete($1::uuid, '{\"ok\": true}'::jsonb)");
 		prepare(c, "complete_many",
-				"SELECT asyncrr.complete(i, '{\"ok\": true}'::jsonb) FROM unnest($1::uuid[]) i");
+				"SELECT count(*) FROM asyncrr.complete_many($1::uuid[], "
+				"pg_catalog.array_fill('{\"ok\": true}'::jsonb, "
+				"ARRAY[pg_catalog.cardinality($1::uuid[])]))");
 	}
 	else
 	{
