@@ -30,7 +30,7 @@ CREATE OR REPLACE FUNCTION asyncrr._is_admin() RETURNS boolean
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_is_admin_sql';
 
 CREATE OR REPLACE FUNCTION asyncrr._require(kind text, fn text) RETURNS void
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'asyncrr_require_sql';
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_require_sql';
 
 CREATE OR REPLACE FUNCTION asyncrr._may(queue_name text, privilege text) RETURNS boolean
     LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -42,8 +42,9 @@ SELECT * FROM asyncrr.submit_many('bt_main', ARRAY['{"n": 1}', '{"n": 4}']::json
                                   'ba100000-0000-0000-0000-000000000004']::uuid[]);
 SELECT count(*) - :requests_before_repeat AS written FROM asyncrr.request;
 
--- an empty batch does nothing
+-- an empty batch does nothing, but still needs a queue it may submit to
 SELECT count(*) FROM asyncrr.submit_many('bt_main', '{}'::jsonb[]);
+SELECT count(*) FROM asyncrr.submit_many('no_such_queue', '{}'::jsonb[]);
 
 SELECT count(*) AS fits FROM asyncrr.submit_many('bt_small', ARRAY['{"s": 1}', '{"s": 2}']::jsonb[]);
 
@@ -122,8 +123,15 @@ SELECT * FROM asyncrr.complete_many(ARRAY['ba200000-0000-0000-0000-000000000001'
 \c - :super
 \set VERBOSITY terse
 SELECT asyncrr.grant_queue('bt_main', 'regress_bt_worker', 'claim');
+SELECT asyncrr.submit('bt_small', '{"other": 1}', correlation_id => 'ba200000-0000-0000-0000-000000000003');
+SELECT count(*) AS claimed FROM asyncrr.claim('bt_small', 10);
 \c - regress_bt_worker
 \set VERBOSITY terse
+-- a batch with one request of a queue the worker may not claim from is
+-- refused whole, as if that id did not exist
+SELECT * FROM asyncrr.complete_many(ARRAY['ba200000-0000-0000-0000-000000000001',
+                                          'ba200000-0000-0000-0000-000000000003']::uuid[],
+                                    ARRAY['{"by": "worker"}', '{}']::jsonb[]);
 SELECT * FROM asyncrr.complete_many(ARRAY['ba200000-0000-0000-0000-000000000001']::uuid[], ARRAY['{"by": "worker"}']::jsonb[]);
 \c - :super
 SELECT asyncrr.drop_queue('bt_main', force => true);

@@ -120,6 +120,8 @@ asyncrr_check_not_null(const char *what, bool isnull)
 Datum
 asyncrr_check_not_null_sql(PG_FUNCTION_ARGS)
 {
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "asyncrr._check_not_null: what must not be null");
 	asyncrr_check_not_null(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_ARGISNULL(1));
 	PG_RETURN_VOID();
 }
@@ -145,6 +147,8 @@ asyncrr_check_positive(const char *what, Interval *value)
 Datum
 asyncrr_check_positive_sql(PG_FUNCTION_ARGS)
 {
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "asyncrr._check_positive: what must not be null");
 	asyncrr_check_positive(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 						   PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1));
 	PG_RETURN_VOID();

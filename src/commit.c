@@ -53,9 +53,12 @@ lazy_commit_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 			if (!XLogRecPtrIsInvalid(lazy_end) && XactLastRecEnd == lazy_end)
+			{
 				(void) set_config_option("synchronous_commit", "off",
 										 PGC_USERSET, PGC_S_SESSION,
 										 GUC_ACTION_LOCAL, true, 0, false);
+				elog(DEBUG1, "asyncrr: this commit does not wait for the WAL flush (asyncrr.lazy_commit)");
+			}
 			lazy_end = InvalidXLogRecPtr;
 			break;
 		case XACT_EVENT_ABORT:

@@ -257,6 +257,13 @@ notify_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_PREPARE:
+			/* as NOTIFY: COMMIT PREPARED, later and elsewhere, could not send them */
+			if (n_pending > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has recorded asyncrr replies")));
+			break;
 		case XACT_EVENT_PRE_COMMIT:
 			if (n_pending == 0)
 				break;

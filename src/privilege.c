@@ -86,13 +86,15 @@ asyncrr_require(const char *kind, const char *fn)
  * needs membership in asyncrr_requester (submit) or asyncrr_worker (claim)
  * and a grant to a role it is a member of; or to be an administrator.  A
  * grant to a dropped role counts for no one.  The caller is connected to
- * SPI and runs as the extension's owner.
+ * SPI and runs as the extension's owner; its SPI_tuptable is kept.
  */
 bool
 asyncrr_may(text *queue, const char *privilege)
 {
 	Datum		args[2];
 	uint64		n;
+	bool		may = false;
+	SPITupleTable *caller_result = SPI_tuptable;
 
 	if (asyncrr_is_admin())
 		return true;
@@ -103,16 +105,18 @@ asyncrr_may(text *queue, const char *privilege)
 	args[0] = PointerGetDatum(queue);
 	args[1] = CStringGetTextDatum(privilege);
 	n = asyncrr_run(&grants_plan, args, NULL);
-	for (uint64 i = 0; i < n; i++)
+	for (uint64 i = 0; i < n && !may; i++)
 	{
 		bool		isnull;
 		Name		role = DatumGetName(asyncrr_value(i, 1, &isnull));
 		Oid			roleid = get_role_oid(NameStr(*role), true);
 
-		if (OidIsValid(roleid) && is_member_of_role(GetSessionUserId(), roleid))
-			return true;
+		may = OidIsValid(roleid) && is_member_of_role(GetSessionUserId(), roleid);
 	}
-	return false;
+	/* leave the caller's last result where it was */
+	SPI_freetuptable(SPI_tuptable);
+	SPI_tuptable = caller_result;
+	return may;
 }
 
 /* asyncrr._is_admin() RETURNS boolean */
@@ -126,6 +130,8 @@ asyncrr_is_admin_sql(PG_FUNCTION_ARGS)
 Datum
 asyncrr_require_sql(PG_FUNCTION_ARGS)
 {
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		elog(ERROR, "asyncrr._require: kind and fn must not be null");
 	asyncrr_require(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 					text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_VOID();

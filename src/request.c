@@ -136,6 +136,12 @@ static AsyncrrPlan access_plan = {
 	1, {UUIDOID}
 };
 
+static AsyncrrPlan access_many_plan = {
+	"SELECT correlation_id, queue_name FROM asyncrr.request"
+	" WHERE correlation_id = ANY ($1) ORDER BY correlation_id",
+	1, {UUIDARRAYOID}
+};
+
 static AsyncrrPlan lock_row_plan = {
 	"SELECT r FROM asyncrr.request r WHERE r.correlation_id = $1 FOR UPDATE",
 	1, {UUIDOID}
@@ -380,6 +386,44 @@ check_request_access(pg_uuid_t *id, const char *privilege)
 }
 
 /*
+ * check_request_access(id, "claim") for many ids, with one query, and one
+ * grant lookup per queue met in a row.
+ */
+static void
+check_requests_claimable(int n, pg_uuid_t *ids)
+{
+	uint64		rows;
+	SPITupleTable *found;
+	text	   *last_queue = NULL;
+	bool		last_may = false;
+
+	if (asyncrr_is_admin())
+		return;
+	rows = asyncrr_run(&access_many_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
+	found = SPI_tuptable;
+	for (int i = 0; i < n; i++)
+	{
+		int64		row = find_row(rows, &ids[i]);
+		bool		isnull;
+		text	   *queue;
+
+		if (row < 0)
+			refuse_unknown_request(&ids[i]);
+		queue = DatumGetTextPP(asyncrr_value(row, 2, &isnull));
+		if (last_queue == NULL ||
+			VARSIZE_ANY_EXHDR(queue) != VARSIZE_ANY_EXHDR(last_queue) ||
+			memcmp(VARDATA_ANY(queue), VARDATA_ANY(last_queue), VARSIZE_ANY_EXHDR(queue)) != 0)
+		{
+			last_queue = queue;
+			last_may = asyncrr_may(queue, "claim");
+		}
+		if (!last_may)
+			refuse_unknown_request(&ids[i]);
+	}
+	SPI_freetuptable(found);
+}
+
+/*
  * Fencing: is the caller's claim no longer the current one?  With the
  * claim's attempt: the request is at another attempt, or the lease of that
  * attempt ran out and the request went back to its queue.  Without it
@@ -481,6 +525,19 @@ return_rows(FunctionCallInfo fcinfo, uint64 n)
  * ----------------------------------------------------------------
  */
 
+typedef struct NewRequest
+{
+	pg_uuid_t	id;
+	Datum		payload;
+} NewRequest;
+
+static int
+new_request_cmp(const void *a, const void *b)
+{
+	return memcmp(((const NewRequest *) a)->id.data, ((const NewRequest *) b)->id.data,
+				  UUID_LEN);
+}
+
 /* Refuses a submit whose id is already used by a different request. */
 static void
 refuse_used_id(pg_uuid_t *id, const char *other_queue)
@@ -551,6 +608,7 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 	int			repeats = 0;
 	bool		any_given = false;
 	int			n_new;
+	NewRequest *news;
 	pg_uuid_t  *new_ids;
 	Datum	   *new_payloads;
 	Datum		args[8];
@@ -601,6 +659,9 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		asyncrr_check_size_of("headers", headers);
 	}
 
+	if (n == 0)
+		return;
+
 	/* fresh random ids cannot be known; a collision is still caught below */
 	if (any_given)
 		repeats = find_repeats(n, ids, queue, payloads, known);
@@ -608,14 +669,25 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		return;
 
 	n_new = n - repeats;
-	new_ids = palloc(n_new * sizeof(pg_uuid_t));
-	new_payloads = palloc(n_new * sizeof(Datum));
+	/*
+	 * The new ones, in id order: two batches that share ids insert them in
+	 * the same order, and wait for each other rather than deadlock.
+	 */
+	news = palloc(n_new * sizeof(NewRequest));
 	for (int i = 0, k = 0; i < n; i++)
 	{
 		if (known[i])
 			continue;
-		new_ids[k] = ids[i];
-		new_payloads[k++] = payloads[i];
+		news[k].id = ids[i];
+		news[k++].payload = payloads[i];
+	}
+	qsort(news, n_new, sizeof(NewRequest), new_request_cmp);
+	new_ids = palloc(n_new * sizeof(pg_uuid_t));
+	new_payloads = palloc(n_new * sizeof(Datum));
+	for (int k = 0; k < n_new; k++)
+	{
+		new_ids[k] = news[k].id;
+		new_payloads[k] = news[k].payload;
 	}
 
 	/*
@@ -723,6 +795,7 @@ asyncrr_submit_many(PG_FUNCTION_ARGS)
 	bool	   *fresh;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	asyncrr_require("requester", "submit");
 	n = array_arg(fcinfo, 1, "payloads", JSONBOID, -1, false, TYPALIGN_INT,
 				  &payloads, &payload_nulls);
 	ids = palloc0(Max(n, 1) * sizeof(pg_uuid_t));
@@ -744,9 +817,6 @@ asyncrr_submit_many(PG_FUNCTION_ARGS)
 				ids[i] = *DatumGetUUIDP(given[i]);
 		}
 	}
-	if (n == 0)
-		return (Datum) 0;
-
 	SPI_connect();
 	submit_requests(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0), n, payloads,
 					payload_nulls, ids, fresh,
@@ -949,8 +1019,7 @@ complete_requests(int n, pg_uuid_t *ids, Datum *replies, bool *reply_nulls,
 	int			n_end = 0;
 	bool	   *ended_here;
 
-	for (int i = 0; i < n; i++)
-		check_request_access(&ids[i], "claim");
+	check_requests_claimable(n, ids);
 	rows = asyncrr_run(&lock_claims_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
 
 	/* each row's state as this batch leaves it */
@@ -960,7 +1029,9 @@ complete_requests(int n, pg_uuid_t *ids, Datum *replies, bool *reply_nulls,
 	{
 		int64		row = find_row(rows, &ids[i]);
 		bool		isnull;
+		int32		r_attempt;
 		Datum		claimed_by;
+		bool		claimed_by_isnull;
 		Datum		earlier;
 		bool		earlier_isnull;
 
@@ -970,12 +1041,12 @@ complete_requests(int n, pg_uuid_t *ids, Datum *replies, bool *reply_nulls,
 			asyncrr_check_size_of("reply", replies[i]);
 		if (states[row] == NULL)
 			states[row] = TextDatumGetCString(asyncrr_value(row, 2, &isnull));
-		claimed_by = asyncrr_value(row, 4, &isnull);
+		r_attempt = DatumGetInt32(asyncrr_value(row, 3, &isnull));
+		claimed_by = asyncrr_value(row, 4, &claimed_by_isnull);
 		earlier = asyncrr_value(row, 5, &earlier_isnull);
 
-		if (stale_claim(attempt_given[i], attempts[i],
-						DatumGetInt32(asyncrr_value(row, 3, &isnull)), states[row],
-						isnull ? NULL : DatumGetTextPP(claimed_by),
+		if (stale_claim(attempt_given[i], attempts[i], r_attempt, states[row],
+						claimed_by_isnull ? NULL : DatumGetTextPP(claimed_by),
 						earlier_isnull ? NULL : DatumGetArrayTypeP(earlier)))
 			outcomes[i] = "late";
 		else if (strcmp(states[row], "pending") == 0)
@@ -1169,6 +1240,8 @@ asyncrr_stale_claim_sql(PG_FUNCTION_ARGS)
 	r = PG_GETARG_HEAPTUPLEHEADER(0);
 	r_attempt = GetAttributeByName(r, "attempt", &isnull);
 	state = GetAttributeByName(r, "state", &isnull);
+	if (isnull)
+		elog(ERROR, "asyncrr._stale_claim: a request without a state");
 	claimed_by = GetAttributeByName(r, "claimed_by", &claimed_by_isnull);
 	earlier = GetAttributeByName(r, "earlier_claimers", &isnull);
 

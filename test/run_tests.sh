@@ -7,6 +7,7 @@
 #   - pg_regress   sql/*.sql      (temp instance, test/regress.conf)
 #   - isolation    specs/*.spec   (temp instance, test/isolation.conf)
 #   - TAP          test/t/*.pl    (PostgreSQL::Test::Cluster clusters)
+#   - bench smoke  test/bench/run.sh --quick (its own cluster, ~30 s)
 # Exits non-zero if anything failed; the last line is "N passed, M failed".
 set -u
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -69,6 +70,19 @@ suite regress   make -s PG_CONFIG="$PG_CONFIG" installcheck ISOLATION= TAP_TESTS
 suite isolation make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= TAP_TESTS=
 if ls "$work"/tree/test/t/*.pl >/dev/null 2>&1; then
 	suite tap   make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= ISOLATION= PROVE_FLAGS="-I test/perl"
+fi
+
+# The benchmark, as a smoke test: a few seconds of each measurement, both
+# modes, on its own throwaway cluster; it passes if every measurement ran
+# and the server logged no error (figures are not judged: doc/performance.md).
+say "bench smoke"
+if bash "$top/test/bench/run.sh" --quick >"$work/bench.log" 2>&1; then
+	tail -n 25 "$work/bench.log"
+	passed=$((passed + 1))
+else
+	tail -n 60 "$work/bench.log"
+	echo "bench smoke FAILED"
+	failed=$((failed + 1))
 fi
 
 echo

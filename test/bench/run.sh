@@ -247,9 +247,11 @@ for sync in $syncs; do
 	fi
 
 	# (the driver cancels its idle workers' claim(wait) at the end of each
-	# run; TRUNCATE cancels autovacuum)
+	# run, and may close a connection whose claim is still answering;
+	# TRUNCATE cancels autovacuum)
 	if grep -E 'ERROR|FATAL|PANIC|terminated by signal' "$work/server.log" \
 		| grep -v -e 'canceling statement due to user request' -e 'canceling autovacuum task' \
+			-e 'connection to client lost' \
 			-e 'asyncrr worker.* administrator command'; then
 		echo "errors in the server log (above)" >&2
 		log_errors=1
