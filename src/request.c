@@ -92,6 +92,16 @@ static AsyncrrPlan insert_plan = {
 	8, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, INT4OID, INTERVALOID}
 };
 
+/* the same for one request, without the arrays */
+static AsyncrrPlan insert_one_plan = {
+	"INSERT INTO asyncrr.request"
+	"       (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,"
+	"        state, max_attempts, submitted_at, timeout, deadline)"
+	" VALUES ($1, $2, $3, session_user, $4, $5, $6, 'pending', $7, now(), $8, now() + $8)"
+	" ON CONFLICT DO NOTHING RETURNING deadline",
+	8, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, INTERVALOID}
+};
+
 /*
  * claim: first requests whose last lease ran out and that have attempts
  * left (they have waited longest), then pending ones, highest priority
@@ -147,6 +157,13 @@ static AsyncrrPlan lock_row_plan = {
 	1, {UUIDOID}
 };
 
+/* complete of one request: the same, without the array */
+static AsyncrrPlan lock_claim_plan = {
+	"SELECT correlation_id, state, attempt, claimed_by, earlier_claimers FROM asyncrr.request"
+	" WHERE correlation_id = $1 FOR UPDATE",
+	1, {UUIDOID}
+};
+
 /* complete: in id order, so that concurrent batches cannot deadlock */
 static AsyncrrPlan lock_claims_plan = {
 	"SELECT correlation_id, state, attempt, claimed_by, earlier_claimers FROM asyncrr.request"
@@ -181,6 +198,25 @@ static AsyncrrPlan end_plan = {
 	"    FROM ended WHERE dead_letter_reason IS NOT NULL)"
 	" SELECT correlation_id, inbox_name FROM ended",
 	5, {UUIDARRAYOID, TEXTOID, JSONBARRAYOID, TEXTOID, TEXTOID}
+};
+
+/* the same for one request, without the arrays */
+static AsyncrrPlan end_one_plan = {
+	"WITH ended AS ("
+	"  UPDATE asyncrr.request r"
+	"     SET state = $2, finished_at = pg_catalog.clock_timestamp(), reply = $3,"
+	"         error = $4, dead_letter_reason = $5, lease_until = NULL"
+	"   WHERE r.correlation_id = $1 AND r.state IN ('pending', 'claimed')"
+	"  RETURNING r.*),"
+	" letter AS ("
+	"  INSERT INTO asyncrr.dead_letter"
+	"         (correlation_id, queue_name, inbox_name, owner_role, reason, payload, headers,"
+	"          priority, timeout, attempt, worker, last_error, submitted_at, dead_lettered_at)"
+	"  SELECT correlation_id, queue_name, inbox_name, owner_role, dead_letter_reason, payload,"
+	"         headers, priority, timeout, attempt, worker, error, submitted_at, finished_at"
+	"    FROM ended WHERE dead_letter_reason IS NOT NULL)"
+	" SELECT correlation_id, inbox_name FROM ended",
+	5, {UUIDOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID}
 };
 
 static AsyncrrPlan take_plan = {
@@ -483,15 +519,16 @@ end_requests(int n, pg_uuid_t *ids, const char *state, Datum *replies, bool *rep
 
 	if (n == 0)
 		return;
-	args[0] = uuid_array(n, ids);
+	args[0] = n == 1 ? UUIDPGetDatum(&ids[0]) : uuid_array(n, ids);
 	args[1] = CStringGetTextDatum(state);
-	args[2] = jsonb_array(n, replies, reply_nulls);
+	args[2] = n == 1 ? replies[0] : jsonb_array(n, replies, reply_nulls);
+	nulls[2] = (n == 1 && reply_nulls[0]) ? 'n' : ' ';
 	args[3] = PointerGetDatum(error);
 	nulls[3] = error == NULL ? 'n' : ' ';
 	args[4] = PointerGetDatum(dead_letter_reason);
 	nulls[4] = dead_letter_reason == NULL ? 'n' : ' ';
 
-	ended = asyncrr_run(&end_plan, args, nulls);
+	ended = asyncrr_run(n == 1 ? &end_one_plan : &end_plan, args, nulls);
 	if (ended != (uint64) n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -720,16 +757,16 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		inbox = DatumGetTextPP(asyncrr_value(0, 1, &isnull));
 	}
 
-	args[0] = uuid_array(n_new, new_ids);
+	args[0] = n_new == 1 ? UUIDPGetDatum(&new_ids[0]) : uuid_array(n_new, new_ids);
 	args[1] = PointerGetDatum(queue);
 	args[2] = PointerGetDatum(inbox);
-	args[3] = jsonb_array(n_new, new_payloads, NULL);
+	args[3] = n_new == 1 ? new_payloads[0] : jsonb_array(n_new, new_payloads, NULL);
 	args[4] = headers;
 	nulls[4] = headers_isnull ? 'n' : ' ';
 	args[5] = Int32GetDatum(priority);
 	args[6] = Int32GetDatum(q.max_attempts);
 	args[7] = IntervalPGetDatum(timeout);
-	inserted = asyncrr_run(&insert_plan, args, nulls);
+	inserted = asyncrr_run(n_new == 1 ? &insert_one_plan : &insert_plan, args, nulls);
 	if (inserted > 0)
 	{
 		/* one timeout for all: the deadlines differ by nothing */
@@ -1020,7 +1057,10 @@ complete_requests(int n, pg_uuid_t *ids, Datum *replies, bool *reply_nulls,
 	bool	   *ended_here;
 
 	check_requests_claimable(n, ids);
-	rows = asyncrr_run(&lock_claims_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
+	if (n == 1)
+		rows = asyncrr_run(&lock_claim_plan, (Datum[]) {UUIDPGetDatum(&ids[0])}, NULL);
+	else
+		rows = asyncrr_run(&lock_claims_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
 
 	/* each row's state as this batch leaves it */
 	states = palloc0(Max(rows, 1) * sizeof(char *));
