@@ -88,6 +88,8 @@ extern void asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id,
 										   const char *status);
 
 /* worker.c */
+extern void asyncrr_register_bgworker(const char *name, const char *function);
+extern void asyncrr_bgworker_connect(const char *name);
 extern void asyncrr_register_worker(void);
 extern void asyncrr_worker_shmem_request(void);
 extern void asyncrr_worker_shmem_startup(void);

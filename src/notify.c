@@ -369,17 +369,7 @@ asyncrr_notify_reply(PG_FUNCTION_ARGS)
 void
 asyncrr_register_dispatcher(void)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "asyncrr");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "asyncrr_dispatcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "asyncrr dispatcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "asyncrr dispatcher");
-	RegisterBackgroundWorker(&worker);
+	asyncrr_register_bgworker("asyncrr dispatcher", "asyncrr_dispatcher_main");
 }
 
 static void
@@ -435,12 +425,7 @@ dispatch_batch(void)
 void
 asyncrr_dispatcher_main(Datum main_arg)
 {
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	BackgroundWorkerInitializeConnection(asyncrr_database, NULL, 0);
-	pgstat_report_appname("asyncrr dispatcher");
+	asyncrr_bgworker_connect("asyncrr dispatcher");
 	/* losing one of these commits loses a notification, never a reply */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 

@@ -164,8 +164,13 @@ asyncrr_note_deadline(PG_FUNCTION_ARGS)
  * Worker side
  * ----------------------------------------------------------------
  */
+/*
+ * Registers one of asyncrr's background processes (this worker, the
+ * dispatcher of notify.c): started after recovery, in asyncrr.database,
+ * restarted one second after it exits.
+ */
 void
-asyncrr_register_worker(void)
+asyncrr_register_bgworker(const char *name, const char *function)
 {
 	BackgroundWorker worker;
 
@@ -174,10 +179,29 @@ asyncrr_register_worker(void)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 1;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "asyncrr");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "asyncrr_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "asyncrr worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "asyncrr worker");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
 	RegisterBackgroundWorker(&worker);
+}
+
+/* How each of them starts: signals, its database, its name. */
+void
+asyncrr_bgworker_connect(const char *name)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(asyncrr_database, NULL, 0);
+	pgstat_report_appname(name);
+	/* their statements run with planner methods disabled, whose cost would JIT them */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+void
+asyncrr_register_worker(void)
+{
+	asyncrr_register_bgworker("asyncrr worker", "asyncrr_worker_main");
 }
 
 static void
@@ -326,14 +350,7 @@ asyncrr_worker_main(Datum main_arg)
 	MemoryContext pass_context;
 	volatile TimestampTz last_housekeeping = 0;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	BackgroundWorkerInitializeConnection(asyncrr_database, NULL, 0);
-	pgstat_report_appname("asyncrr worker");
-	/* its steps run with planner methods disabled, whose cost would JIT them */
-	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	asyncrr_bgworker_connect("asyncrr worker");
 
 	SpinLockAcquire(&shared->mutex);
 	shared->worker_procno = ASYNCRR_MY_PROCNO;

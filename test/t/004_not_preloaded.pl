@@ -10,6 +10,7 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('on_demand');
 $node->init;
+$node->append_conf('postgresql.conf', 'max_prepared_transactions = 2');
 $node->start;
 
 # A role under one of asyncrr's names that can log in is not adopted (its
@@ -30,7 +31,7 @@ is($node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'asyncrr worker'"),
 	'0', 'no background worker');
 
-my $out = $node->safe_psql('postgres', q{
+$out = $node->safe_psql('postgres', q{
 	SELECT asyncrr.create_queue('q', default_timeout => '1 second');
 	SELECT asyncrr.open_inbox('r');
 	SELECT asyncrr.submit('q', '{"x": 1}', correlation_id => '00000000-0000-0000-0000-000000000001');
@@ -39,6 +40,22 @@ my $out = $node->safe_psql('postgres', q{
 	SELECT status || ' ' || reply::text FROM asyncrr.take_replies();
 });
 like($out, qr/completed \{"y": 2\}$/, 'a whole round trip works when loaded on demand');
+
+# A transaction that recorded a reply cannot be prepared: COMMIT PREPARED,
+# later and elsewhere, could not notify its requester (as NOTIFY itself).
+($rc, $out, $err) = $node->psql('postgres', q{
+	SELECT asyncrr.submit('q', '{"x": 3}', correlation_id => '00000000-0000-0000-0000-000000000003');
+	SELECT count(*) FROM asyncrr.claim('q');
+	BEGIN;
+	SELECT asyncrr.complete('00000000-0000-0000-0000-000000000003', '{}');
+	PREPARE TRANSACTION 'p';
+});
+like($err, qr/cannot PREPARE a transaction that has recorded asyncrr replies/,
+	'PREPARE TRANSACTION after a reply is refused');
+is($node->safe_psql('postgres', q{
+	SELECT state FROM asyncrr.request WHERE correlation_id = '00000000-0000-0000-0000-000000000003';
+	SELECT count(*) FROM pg_prepared_xacts;
+}), "claimed\n0", 'and nothing was recorded or prepared');
 
 # settings are known (and reserved) once the library is loaded
 is($node->safe_psql('postgres', "LOAD 'asyncrr'; SHOW asyncrr.max_payload_bytes"),
