@@ -460,6 +460,7 @@ check_requests_claimable(int n, pg_uuid_t *ids)
 			refuse_unknown_request(&ids[i]);
 	}
 	SPI_freetuptable(found);
+	SPI_tuptable = NULL;
 }
 
 /*
