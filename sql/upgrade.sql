@@ -4,15 +4,8 @@
 \set VERBOSITY terse
 -- what a new install has: functions (body, settings, privileges), tables,
 -- indexes and views of schema asyncrr
-SELECT md5(string_agg(d, E'\n' ORDER BY d)) AS fresh FROM (
-    SELECT format('%s(%s) %s %s %s %s %s %s %s', p.proname, pg_get_function_arguments(p.oid),
-                  pg_get_function_result(p.oid), p.prosrc, p.probin, p.proconfig, p.prosecdef,
-                  p.provolatile, p.proacl) AS d
-      FROM pg_proc p WHERE p.pronamespace = 'asyncrr'::regnamespace
-    UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = 'asyncrr'
-    UNION ALL SELECT format('%s %s', viewname, definition) FROM pg_views WHERE schemaname = 'asyncrr'
-    UNION ALL SELECT format('%s %s', c.relname, c.relacl) FROM pg_class c
-     WHERE c.relnamespace = 'asyncrr'::regnamespace AND c.relkind IN ('r', 'v')) x \gset
+\i test/asyncrr_catalog.sql
+SELECT md5(string_agg(d, E'\n' ORDER BY d)) AS fresh FROM asyncrr_catalog \gset
 
 CREATE DATABASE regress_upgrade;
 \c regress_upgrade
@@ -38,15 +31,8 @@ SELECT * FROM asyncrr.complete_many(ARRAY['f0000000-0000-0000-0000-000000000002'
 SELECT correlation_id, status, reply FROM asyncrr.take_replies() ORDER BY 1;
 SELECT count(*) AS left_over FROM asyncrr.take_replies();
 
-SELECT md5(string_agg(d, E'\n' ORDER BY d)) = :'fresh' AS same_as_new_install FROM (
-    SELECT format('%s(%s) %s %s %s %s %s %s %s', p.proname, pg_get_function_arguments(p.oid),
-                  pg_get_function_result(p.oid), p.prosrc, p.probin, p.proconfig, p.prosecdef,
-                  p.provolatile, p.proacl) AS d
-      FROM pg_proc p WHERE p.pronamespace = 'asyncrr'::regnamespace
-    UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = 'asyncrr'
-    UNION ALL SELECT format('%s %s', viewname, definition) FROM pg_views WHERE schemaname = 'asyncrr'
-    UNION ALL SELECT format('%s %s', c.relname, c.relacl) FROM pg_class c
-     WHERE c.relnamespace = 'asyncrr'::regnamespace AND c.relkind IN ('r', 'v')) x;
+\i test/asyncrr_catalog.sql
+SELECT md5(string_agg(d, E'\n' ORDER BY d)) = :'fresh' AS same_as_new_install FROM asyncrr_catalog;
 
 \c contrib_regression
 DROP DATABASE regress_upgrade;
