@@ -152,12 +152,7 @@ static AsyncrrPlan pending_plan = {
 };
 
 static AsyncrrPlan access_plan = {
-	"SELECT queue_name, owner_role FROM asyncrr.request WHERE correlation_id = $1",
-	1, {UUIDOID}
-};
-
-static AsyncrrPlan access_many_plan = {
-	"SELECT correlation_id, queue_name FROM asyncrr.request"
+	"SELECT correlation_id, queue_name, owner_role FROM asyncrr.request"
 	" WHERE correlation_id = ANY ($1) ORDER BY correlation_id",
 	1, {UUIDARRAYOID}
 };
@@ -401,44 +396,24 @@ lookup_queue(text *name, const char *privilege, bool lock, Queue *q)
  * Refuses an id the caller may not touch exactly like an unknown one:
  * without privilege, requests of other roles (cancel); with privilege
  * "claim", requests of queues the caller may not claim from (complete,
- * fail, extend_lease).  Checked before the row is locked, so a foreign row
- * is never locked or waited for; a request never changes queue or owner.
+ * fail, extend_lease).  Checked before the rows are locked, so a foreign
+ * row is never locked or waited for; a request never changes queue or
+ * owner.  One query for all the ids, and one grant lookup per queue met
+ * in a row.
  */
 static void
-check_request_access(pg_uuid_t *id, const char *privilege)
-{
-	bool		isnull;
-	bool		ok;
-
-	asyncrr_check_not_null("correlation id", id == NULL);
-	if (asyncrr_is_admin())
-		return;
-	if (asyncrr_run(&access_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) == 0)
-		refuse_unknown_request(id);
-	if (privilege != NULL)
-		ok = asyncrr_may(DatumGetTextPP(asyncrr_value(0, 1, &isnull)), privilege);
-	else
-		ok = strcmp(NameStr(*DatumGetName(asyncrr_value(0, 2, &isnull))),
-					asyncrr_caller_name()) == 0;
-	if (!ok)
-		refuse_unknown_request(id);
-}
-
-/*
- * check_request_access(id, "claim") for many ids, with one query, and one
- * grant lookup per queue met in a row.
- */
-static void
-check_requests_claimable(int n, pg_uuid_t *ids)
+check_requests_access(int n, pg_uuid_t *ids, const char *privilege)
 {
 	uint64		rows;
 	SPITupleTable *found;
+	const char *me;
 	text	   *last_queue = NULL;
 	bool		last_may = false;
 
 	if (asyncrr_is_admin())
 		return;
-	rows = asyncrr_run(&access_many_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
+	me = asyncrr_caller_name();
+	rows = asyncrr_run(&access_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
 	found = SPI_tuptable;
 	for (int i = 0; i < n; i++)
 	{
@@ -448,13 +423,19 @@ check_requests_claimable(int n, pg_uuid_t *ids)
 
 		if (row < 0)
 			refuse_unknown_request(&ids[i]);
+		if (privilege == NULL)
+		{
+			if (strcmp(NameStr(*DatumGetName(asyncrr_value(row, 3, &isnull))), me) != 0)
+				refuse_unknown_request(&ids[i]);
+			continue;
+		}
 		queue = DatumGetTextPP(asyncrr_value(row, 2, &isnull));
 		if (last_queue == NULL ||
 			VARSIZE_ANY_EXHDR(queue) != VARSIZE_ANY_EXHDR(last_queue) ||
 			memcmp(VARDATA_ANY(queue), VARDATA_ANY(last_queue), VARSIZE_ANY_EXHDR(queue)) != 0)
 		{
 			last_queue = queue;
-			last_may = asyncrr_may(queue, "claim");
+			last_may = asyncrr_may(queue, privilege);
 		}
 		if (!last_may)
 			refuse_unknown_request(&ids[i]);
@@ -1059,7 +1040,7 @@ complete_requests(int n, pg_uuid_t *ids, Datum *replies, bool *reply_nulls,
 	int			n_end = 0;
 	bool	   *ended_here;
 
-	check_requests_claimable(n, ids);
+	check_requests_access(n, ids, "claim");
 	if (n == 1)
 		rows = asyncrr_run(&lock_claim_plan, (Datum[]) {UUIDPGetDatum(&ids[0])}, NULL);
 	else
@@ -1248,7 +1229,7 @@ asyncrr_end_request_sql(PG_FUNCTION_ARGS)
  *     RETURNS asyncrr.request
  *
  * The request, locked for update; unknown ids and those the caller may not
- * touch are refused alike (check_request_access).
+ * touch are refused alike (check_requests_access).
  */
 Datum
 asyncrr_request_for_update_sql(PG_FUNCTION_ARGS)
@@ -1257,8 +1238,9 @@ asyncrr_request_for_update_sql(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		row;
 
+	asyncrr_check_not_null("correlation id", id == NULL);
 	SPI_connect();
-	check_request_access(id, PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	check_requests_access(1, id, PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	if (asyncrr_run(&lock_row_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) == 0)
 		refuse_unknown_request(id);
 	row = SPI_datumTransfer(asyncrr_value(0, 1, &isnull), false, -1);
