@@ -4,6 +4,7 @@
 #   $node->start;
 #   AsyncrrTest::install($node);                # CREATE EXTENSION, wait for the worker
 #   my $pid = AsyncrrTest::worker_pid($node);
+#   my $python = AsyncrrTest::python();         # or skip the file without psycopg
 package AsyncrrTest;
 
 use strict;
@@ -55,6 +56,16 @@ sub wait_for_worker
 		  WHERE backend_type = 'asyncrr worker' AND pid <> $old_pid")
 	  or die "no asyncrr worker came up";
 	return worker_pid($node);
+}
+
+# The Python that runs the clients of test/clients/ (Debian's, which has
+# python3-psycopg); skips the whole test file when psycopg is missing.
+sub python
+{
+	my $python = '/usr/bin/python3';
+	plan skip_all => 'python3-psycopg is not installed'
+	  unless system($python, '-c', 'import psycopg') == 0;
+	return $python;
 }
 
 # Waits until the request has the given state.

@@ -13,10 +13,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use AsyncrrTest;
 
-my $python = '/usr/bin/python3';
+my $python = AsyncrrTest::python();
 my $client = "$ENV{TESTDIR}/test/clients/crash_load.py";
-plan skip_all => 'python3-psycopg is not installed'
-  unless system($python, '-c', 'import psycopg') == 0;
 
 my $node = AsyncrrTest::new_node('crash');
 $node->start;

@@ -14,9 +14,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use AsyncrrTest;
 
-my $python = '/usr/bin/python3';
-plan skip_all => 'python3-psycopg is not installed'
-  unless system($python, '-c', 'import psycopg') == 0;
+my $python = AsyncrrTest::python();
 
 my $node = AsyncrrTest::new_node('notify');
 $node->start;
