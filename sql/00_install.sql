@@ -27,14 +27,20 @@ SELECT p.proname
  WHERE p.pronamespace = 'asyncrr'::regnamespace AND a.grantee = 0
  ORDER BY 1;
 
--- user-facing functions run with a pinned search_path, and so does every
--- function that runs as the extension's owner, in C or not; the one
--- exception is CALL asyncrr.call, which must COMMIT and so can have no SET
--- clause (it qualifies every name instead)
+-- user-facing functions, and every function written in SQL, run with a
+-- pinned search_path; the one exception is CALL asyncrr.call, which must
+-- COMMIT and so can have no SET clause: it pins its search_path itself
+-- (src/wait.c)
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'asyncrr'::regnamespace
    AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)
-   AND (p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c') OR p.prosecdef)
+   AND (p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c') OR p.proname !~ '^_')
+ ORDER BY 1;
+
+-- no function is SECURITY DEFINER: that would hide whom asyncrr acts for
+-- (src/privilege.c); they run their statements as the owner themselves
+SELECT p.proname FROM pg_proc p
+ WHERE p.pronamespace = 'asyncrr'::regnamespace AND p.prosecdef
  ORDER BY 1;
 
 -- the functions of a round trip run with enable_seqscan off (a plan cached

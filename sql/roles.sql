@@ -3,7 +3,7 @@
 -- call; another tenant's ids indistinguishable from unknown ones; grant and
 -- revoke; durable inbox ownership; who sees what in the views.
 --
--- Each role logs in for real (\c), so that session_user, the identity
+-- Each role logs in for real (\c), so that current_user, the identity
 -- asyncrr goes by, is that role.
 \set VERBOSITY terse
 SELECT current_user AS super \gset
@@ -359,26 +359,31 @@ SELECT * FROM regress_try(
 SELECT regress_fingerprint() = :'fp' AS nothing_written;
 
 ------------------------------------------------------------------------------
--- Identity is session_user: SET ROLE changes neither whose requests a
--- session sees nor who owns what it submits.
+-- Identity is the role in effect when a function is called (current_user),
+-- as for row-level security: SET ROLE changes whose requests a session
+-- sees and who owns what it submits.  (sql/identity.sql: SECURITY DEFINER
+-- functions and triggers.)
 ------------------------------------------------------------------------------
 \c - regress_alice
-SET ROLE asyncrr_requester;
-SELECT current_user, session_user;
 SELECT asyncrr.open_inbox('rl-alice');
 UNLISTEN *;
 SELECT asyncrr.submit('rl_billing', '{"inv": 6}', correlation_id => 'a0000000-0000-0000-0000-000000000006');
 SELECT correlation_id, owner FROM asyncrr.pending ORDER BY 1;
+-- as asyncrr_requester, alice's session acts for that role, which owns nothing
+SET ROLE asyncrr_requester;
+SELECT current_user, session_user;
+SELECT correlation_id, owner FROM asyncrr.pending ORDER BY 1;
+SELECT asyncrr.cancel('a0000000-0000-0000-0000-000000000006');
 RESET ROLE;
--- a superuser acting as alice with SET ROLE is still the superuser: it
--- owns what it submits, and alice does not see it
+-- a superuser acting as alice with SET ROLE is alice: she owns what it
+-- submits and the inbox it opens, and sees them
 \c - :super
 SET ROLE regress_alice;
 SELECT asyncrr.open_inbox('rl-super');
 UNLISTEN *;
 SELECT asyncrr.submit('rl_billing', '{"inv": 7}', correlation_id => 'a0000000-0000-0000-0000-000000000007');
 RESET ROLE;
-SELECT owner = :'super' AS owned_by_superuser FROM asyncrr.pending
+SELECT owner FROM asyncrr.pending
  WHERE correlation_id = 'a0000000-0000-0000-0000-000000000007';
 \c - regress_alice
 SELECT count(*) AS visible FROM asyncrr.status('a0000000-0000-0000-0000-000000000007');

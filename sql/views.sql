@@ -47,7 +47,7 @@ SELECT untaken_replies, live_requests FROM asyncrr.inboxes WHERE name = 'vw_inbo
 -- a role that holds none of the asyncrr roles cannot read any view, nor
 -- the tables; a requester reads the views but sees only its own rows (none
 -- of these: they are the superuser's) and still not the tables.
--- SET SESSION AUTHORIZATION, because the views go by session_user.
+-- (The views go by current_user: SET ROLE would do as well.)
 CREATE ROLE regress_asyncrr_viewer;
 SET SESSION AUTHORIZATION regress_asyncrr_viewer;
 SELECT count(*) AS pending FROM asyncrr.pending WHERE queue_name LIKE 'vw\_%';

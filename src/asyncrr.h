@@ -43,8 +43,38 @@ extern char *asyncrr_database;
 /* Inbox of the requests of CALL asyncrr.call: no channel, no inbox row. */
 #define ASYNCRR_CALL_INBOX "_call"
 
-/* Advisory lock class of a queue (with hashtext(queue_name)): see drop_queue. */
-#define ASYNCRR_QUEUE_LOCK 1634954866
+/* Longest worker name a claim records, in bytes. */
+#define ASYNCRR_WORKER_NAME_MAX 200
+
+/* request.c: what the waits of wait.c do to a request */
+typedef enum AsyncrrTake
+{
+	ASYNCRR_TAKE_TAKEN,			/* it had a reply: taken now, into *r */
+	ASYNCRR_TAKE_LIVE			/* it is still live: its state in *r */
+} AsyncrrTake;
+
+typedef struct AsyncrrReply
+{
+	pg_uuid_t	id;
+	char	   *state;
+	Datum		reply;
+	bool		reply_isnull;
+	Datum		error;
+	bool		error_isnull;
+	Datum		finished_at;
+	bool		finished_isnull;
+	TimestampTz deadline;
+} AsyncrrReply;
+
+extern void asyncrr_lock_queue(text *name, bool exclusive);
+extern AsyncrrTake asyncrr_take_reply(pg_uuid_t *id, AsyncrrReply *r, MemoryContext mcxt);
+extern void asyncrr_check_waitable(pg_uuid_t *id, bool call);
+extern pg_uuid_t *asyncrr_submit_call(text *queue, Datum payload, bool payload_isnull,
+									  Interval *timeout, pg_uuid_t *given);
+extern void asyncrr_time_out(pg_uuid_t *id);
+extern void asyncrr_cancel_call(pg_uuid_t *id);
+extern void asyncrr_check_claimable(text *queue);
+extern bool asyncrr_queue_has_work(text *queue);
 
 /* plan.c: a statement the C functions run, prepared on first use */
 #define ASYNCRR_PLAN_MAX_ARGS 10
@@ -65,6 +95,16 @@ extern void asyncrr_check_not_null(const char *what, bool isnull);
 extern void asyncrr_check_positive(const char *what, Interval *value);
 
 /* privilege.c */
+typedef struct AsyncrrAsOwner
+{
+	Oid			userid;
+	int			sec_context;
+	Oid			acting_for;
+} AsyncrrAsOwner;
+
+extern void asyncrr_as_owner_begin(AsyncrrAsOwner *save);
+extern void asyncrr_as_owner_end(AsyncrrAsOwner *save);
+extern Oid	asyncrr_caller(void);
 extern const char *asyncrr_caller_name(void);
 extern bool asyncrr_is_admin(void);
 extern void asyncrr_require(const char *kind, const char *fn);
@@ -103,7 +143,9 @@ extern void asyncrr_wake_reply_at_commit(pg_uuid_t *id);
 extern void asyncrr_wake_queue_at_commit(text *queue);
 extern void asyncrr_waiter_register_work(text *queue);
 extern void asyncrr_waiter_reset(void);
-extern void asyncrr_waiter_sleep(TimestampTz until);
+extern bool asyncrr_waiter_sleep(TimestampTz until);
+extern void asyncrr_waiter_stop(void);
+extern bool asyncrr_client_alive(void);
 extern void asyncrr_waiter_release(void);
 
 #endif							/* ASYNCRR_H */

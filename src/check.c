@@ -79,8 +79,10 @@ asyncrr_check_name(PG_FUNCTION_ARGS)
 
 /*
  * asyncrr._check_size(what text, value jsonb) RETURNS void
+ * asyncrr._check_size(what text, value text) RETURNS void
  *
- * Refuses a value larger than asyncrr.max_payload_bytes.  The size is the
+ * Refuses a value larger than asyncrr.max_payload_bytes: payloads,
+ * headers, replies, and fail()'s error texts.  The size is the
  * stored (uncompressed) size of the jsonb value, found without detoasting.
  */
 void
@@ -100,6 +102,8 @@ asyncrr_check_size_of(const char *what, Datum value)
 Datum
 asyncrr_check_size(PG_FUNCTION_ARGS)
 {
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "asyncrr._check_size: what must not be null");
 	if (!PG_ARGISNULL(1))
 		asyncrr_check_size_of(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 							  PG_GETARG_DATUM(1));

@@ -32,6 +32,7 @@ PG_FUNCTION_INFO_V1(asyncrr_listen);
 PG_FUNCTION_INFO_V1(asyncrr_unlisten);
 PG_FUNCTION_INFO_V1(asyncrr_backend_id_sql);
 PG_FUNCTION_INFO_V1(asyncrr_current_inbox_sql);
+PG_FUNCTION_INFO_V1(asyncrr_session_inbox_name);
 
 /*
  * asyncrr._backend_start() RETURNS timestamptz
@@ -139,4 +140,31 @@ asyncrr_current_inbox_sql(PG_FUNCTION_ARGS)
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(row);
+}
+
+/*
+ * asyncrr._session_inbox_name() RETURNS text
+ *
+ * The name of this session's session inbox, and so of its channel:
+ * "_session_" and 64 random bits, drawn once per backend.  Nothing about
+ * the backend is in it: a channel name that could be guessed (from the PID
+ * and start time in pg_stat_activity, as in 0.2) could be LISTENed on by
+ * anyone.  It starts with "_", which no durable inbox name may.
+ */
+Datum
+asyncrr_session_inbox_name(PG_FUNCTION_ARGS)
+{
+	static char name[32] = "";
+
+	if (name[0] == '\0')
+	{
+		uint64		bits;
+
+		if (!pg_strong_random(&bits, sizeof(bits)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values")));
+		snprintf(name, sizeof(name), "_session_%016llx", (unsigned long long) bits);
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(name));
 }

@@ -22,26 +22,37 @@
 /*
  * Runs a plan with the given arguments (nulls as for SPI_execute_plan: 'n'
  * for NULL, ' ' otherwise, or NULL when none is), preparing it first if
- * need be.  Returns the number of rows processed; SPI_tuptable holds the
- * rows returned.  The caller is connected to SPI.
+ * need be, as the extension's owner acting for the caller (privilege.c).
+ * Returns the number of rows processed; SPI_tuptable holds the rows
+ * returned.  The caller is connected to SPI.
  */
 uint64
 asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls)
 {
+	AsyncrrAsOwner save;
 	int			rc;
 
-	if (p->plan == NULL)
+	asyncrr_as_owner_begin(&save);
+	PG_TRY();
 	{
-		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
+		if (p->plan == NULL)
+		{
+			SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
 
-		if (plan == NULL)
-			elog(ERROR, "asyncrr: could not prepare \"%s\": %s",
-				 p->sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "asyncrr: could not keep the plan of \"%s\"", p->sql);
-		p->plan = plan;
+			if (plan == NULL)
+				elog(ERROR, "asyncrr: could not prepare \"%s\": %s",
+					 p->sql, SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(plan) != 0)
+				elog(ERROR, "asyncrr: could not keep the plan of \"%s\"", p->sql);
+			p->plan = plan;
+		}
+		rc = SPI_execute_plan(p->plan, values, nulls, false, 0);
 	}
-	rc = SPI_execute_plan(p->plan, values, nulls, false, 0);
+	PG_FINALLY();
+	{
+		asyncrr_as_owner_end(&save);
+	}
+	PG_END_TRY();
 	if (rc < 0)
 		elog(ERROR, "asyncrr: \"%s\" failed: %s", p->sql, SPI_result_code_string(rc));
 	return SPI_processed;

@@ -24,7 +24,10 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
+#include "commands/async.h"
+#include "common/hashfn.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -33,10 +36,12 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -51,6 +56,8 @@ PG_FUNCTION_INFO_V1(asyncrr_take_replies);
 PG_FUNCTION_INFO_V1(asyncrr_end_request_sql);
 PG_FUNCTION_INFO_V1(asyncrr_request_for_update_sql);
 PG_FUNCTION_INFO_V1(asyncrr_stale_claim_sql);
+PG_FUNCTION_INFO_V1(asyncrr_close_inbox);
+PG_FUNCTION_INFO_V1(asyncrr_lock_queue_sql);
 
 /* ----------------------------------------------------------------
  * The statements
@@ -58,8 +65,8 @@ PG_FUNCTION_INFO_V1(asyncrr_stale_claim_sql);
  */
 
 static AsyncrrPlan queue_plan = {
-	"SELECT default_timeout, lease, max_attempts, max_depth FROM asyncrr.queue"
-	" WHERE queue_name = $1",
+	"SELECT default_timeout, lease, max_attempts, max_depth, max_priority, max_timeout"
+	"  FROM asyncrr.queue WHERE queue_name = $1",
 	1, {TEXTOID}
 };
 
@@ -78,32 +85,32 @@ static AsyncrrPlan depth_plan = {
 };
 
 static AsyncrrPlan open_session_inbox_plan = {
-	"SELECT (asyncrr._open_inbox(asyncrr._session_inbox_name(), false)).inbox_name",
+	"SELECT (asyncrr._hold_inbox(asyncrr._session_inbox_name(), false)).inbox_name",
 	0, {InvalidOid}
 };
 
 /*
  * submit: new requests, ids $1 and payloads $4 (arrays, or one of each in
  * insert_one_plan), queue $2, inbox $3, headers $5, priority $6,
- * max_attempts $7, timeout $8
+ * max_attempts $7, timeout $8, owner $9
  */
 #define INSERT_REQUESTS(ID, PAYLOAD, FROM) \
 	"INSERT INTO asyncrr.request" \
 	"       (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority," \
 	"        state, max_attempts, submitted_at, timeout, deadline)" \
-	" SELECT " ID ", $2, $3, session_user, " PAYLOAD ", $5, $6, 'pending', $7, now(), $8, now() + $8" \
+	" SELECT " ID ", $2, $3, $9, " PAYLOAD ", $5, $6, 'pending', $7, now(), $8, now() + $8" \
 	FROM \
 	" ON CONFLICT DO NOTHING RETURNING deadline"
 
 static AsyncrrPlan insert_plan = {
 	INSERT_REQUESTS("i.id", "i.payload",
 					" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($4)) AS i(id, payload)"),
-	8, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, INT4OID, INTERVALOID}
+	9, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, INT4OID, INTERVALOID, NAMEOID}
 };
 
 static AsyncrrPlan insert_one_plan = {
 	INSERT_REQUESTS("$1", "$4", ""),
-	8, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, INTERVALOID}
+	9, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, INTERVALOID, NAMEOID}
 };
 
 /*
@@ -230,6 +237,76 @@ static AsyncrrPlan take_plan = {
 	2, {TEXTOID, INT4OID}
 };
 
+/* close_inbox(cancel_pending): the inbox's live requests, in id order */
+static AsyncrrPlan live_of_inbox_plan = {
+	"SELECT correlation_id FROM asyncrr.request"
+	" WHERE inbox_name = $1 AND state IN ('pending', 'claimed')"
+	" ORDER BY correlation_id FOR UPDATE",
+	1, {TEXTOID}
+};
+
+static AsyncrrPlan release_inbox_plan = {
+	"UPDATE asyncrr.inbox SET holder_pid = NULL, holder_started = NULL, released_at = now()"
+	" WHERE inbox_name = $1",
+	1, {TEXTOID}
+};
+
+/* wait and call: the reply of one request, taken if it has one */
+static AsyncrrPlan take_one_plan = {
+	"UPDATE asyncrr.request SET taken_at = pg_catalog.clock_timestamp()"
+	" WHERE correlation_id = $1 AND finished_at IS NOT NULL AND taken_at IS NULL"
+	" RETURNING correlation_id, state, reply, error, finished_at, deadline",
+	1, {UUIDOID}
+};
+
+/* ... or, when there was none to take, how the request stands now */
+static AsyncrrPlan standing_plan = {
+	"SELECT correlation_id, state, reply, error, finished_at, deadline, taken_at IS NOT NULL"
+	"  FROM asyncrr.request WHERE correlation_id = $1",
+	1, {UUIDOID}
+};
+
+/* wait: is the request one of this inbox's? */
+static AsyncrrPlan in_inbox_plan = {
+	"SELECT 1 FROM asyncrr.request WHERE correlation_id = $1 AND inbox_name = $2",
+	2, {UUIDOID, TEXTOID}
+};
+
+/* call: its request, if the caller made it through CALL asyncrr.call */
+static AsyncrrPlan call_request_plan = {
+	"SELECT 1 FROM asyncrr.request"
+	" WHERE correlation_id = $1 AND inbox_name = '" ASYNCRR_CALL_INBOX "' AND owner_role = $2",
+	2, {UUIDOID, NAMEOID}
+};
+
+/* a call whose caller is gone: its request, unless a worker is ending it now */
+static AsyncrrPlan lock_live_plan = {
+	"SELECT correlation_id FROM asyncrr.request"
+	" WHERE correlation_id = $1 AND state IN ('pending', 'claimed') FOR UPDATE SKIP LOCKED",
+	1, {UUIDOID}
+};
+
+static AsyncrrPlan mark_taken_plan = {
+	"UPDATE asyncrr.request SET taken_at = pg_catalog.clock_timestamp() WHERE correlation_id = $1",
+	1, {UUIDOID}
+};
+
+static AsyncrrPlan time_out_plan = {
+	"SELECT asyncrr._time_out($1)",
+	1, {UUIDOID}
+};
+
+/* wait_for_work: is there anything a claim of this queue would take now? */
+static AsyncrrPlan work_plan = {
+	"SELECT EXISTS (SELECT 1 FROM asyncrr.request c"
+	"                WHERE c.state = 'pending' AND c.queue_name = $1 AND c.deadline > $2"
+	"                ORDER BY c.priority DESC, c.submitted_at LIMIT 1)"
+	"    OR EXISTS (SELECT 1 FROM asyncrr.request c"
+	"                WHERE c.state = 'claimed' AND c.lease_until < $2 AND c.queue_name = $1"
+	"                  AND c.attempt < c.max_attempts AND c.deadline > $2)",
+	2, {TEXTOID, TIMESTAMPTZOID}
+};
+
 /* ----------------------------------------------------------------
  * Helpers
  * ----------------------------------------------------------------
@@ -242,6 +319,10 @@ typedef struct Queue
 	int32		max_attempts;
 	bool		has_max_depth;
 	int32		max_depth;
+	bool		has_max_priority;
+	int32		max_priority;
+	bool		has_max_timeout;
+	Interval	max_timeout;
 } Queue;
 
 static char *
@@ -351,25 +432,41 @@ check_same_length(const char *what, int n, const char *other, int m)
 }
 
 /*
+ * Locks a queue against a concurrent drop_queue until the transaction ends:
+ * shared by submits, exclusive by drop_queue.  The lock is on an object of
+ * a class of asyncrr's own (the OID of table asyncrr.queue, as pg_locks
+ * shows in classid; the queue name's hash in objid), which no SQL command
+ * can lock: an advisory lock could be taken by any role to stall a queue.
+ * Taken before the queue's row is read, so a drop in flight is waited for
+ * and then seen.
+ */
+void
+asyncrr_lock_queue(text *name, bool exclusive)
+{
+	Oid			classid = get_relname_relid("queue", get_namespace_oid("asyncrr", false));
+	uint32		hash = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(name),
+											   VARSIZE_ANY_EXHDR(name)));
+
+	LockDatabaseObject(classid, (Oid) hash, 0,
+					   exclusive ? AccessExclusiveLock : AccessShareLock);
+}
+
+/*
  * The queue, for a caller that needs a privilege on it: submit (members of
  * asyncrr_requester) or claim (asyncrr_worker); the refusal names the
  * privilege as the function.  With lock, it is share-locked against a
- * concurrent drop_queue until commit, taken before the row is read, so a
- * drop in flight is waited for and then seen.
+ * concurrent drop_queue until commit (asyncrr_lock_queue).
  */
 static void
 lookup_queue(text *name, const char *privilege, bool lock, Queue *q)
 {
 	bool		isnull;
-	Datum		max_depth;
+	Datum		value;
 
 	asyncrr_require(strcmp(privilege, "submit") == 0 ? "requester" : "worker", privilege);
 	asyncrr_check_not_null("queue name", name == NULL);
 	if (lock)
-		DirectFunctionCall2(pg_advisory_xact_lock_shared_int4,
-							Int32GetDatum(ASYNCRR_QUEUE_LOCK),
-							DirectFunctionCall1Coll(hashtext, DEFAULT_COLLATION_OID,
-													PointerGetDatum(name)));
+		asyncrr_lock_queue(name, false);
 
 	if (asyncrr_run(&queue_plan, (Datum[]) {PointerGetDatum(name)}, NULL) == 0)
 		ereport(ERROR,
@@ -379,9 +476,16 @@ lookup_queue(text *name, const char *privilege, bool lock, Queue *q)
 	q->default_timeout = *DatumGetIntervalP(asyncrr_value(0, 1, &isnull));
 	q->lease = *DatumGetIntervalP(asyncrr_value(0, 2, &isnull));
 	q->max_attempts = DatumGetInt32(asyncrr_value(0, 3, &isnull));
-	max_depth = asyncrr_value(0, 4, &isnull);
+	value = asyncrr_value(0, 4, &isnull);
 	q->has_max_depth = !isnull;
-	q->max_depth = isnull ? 0 : DatumGetInt32(max_depth);
+	q->max_depth = isnull ? 0 : DatumGetInt32(value);
+	value = asyncrr_value(0, 5, &isnull);
+	q->has_max_priority = !isnull;
+	q->max_priority = isnull ? 0 : DatumGetInt32(value);
+	value = asyncrr_value(0, 6, &isnull);
+	q->has_max_timeout = !isnull;
+	if (!isnull)
+		q->max_timeout = *DatumGetIntervalP(value);
 
 	if (!asyncrr_may(name, privilege))
 		ereport(ERROR,
@@ -633,8 +737,8 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 	NewRequest *news;
 	pg_uuid_t  *new_ids;
 	Datum	   *new_payloads;
-	Datum		args[8];
-	char		nulls[9] = "        ";
+	Datum		args[9];
+	char		nulls[10] = "         ";
 	uint64		inserted;
 	bool		isnull;
 
@@ -663,7 +767,22 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		asyncrr_check_size_of("payload", payloads[i]);
 	}
 	asyncrr_check_positive("timeout", timeout);
+	if (q.has_max_timeout &&
+		DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(timeout),
+										 IntervalPGetDatum(&q.max_timeout))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout \"%s\" exceeds max_timeout \"%s\" of queue \"%s\"",
+						interval_string(timeout), interval_string(&q.max_timeout),
+						text_to_cstring(queue)),
+				 errhint("An asyncrr_admin member sets the bound with asyncrr.alter_queue().")));
 	asyncrr_check_not_null("priority", priority_isnull);
+	if (q.has_max_priority && priority > q.max_priority)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("priority %d exceeds max_priority %d of queue \"%s\"",
+						priority, q.max_priority, text_to_cstring(queue)),
+				 errhint("An asyncrr_admin member sets the bound with asyncrr.alter_queue().")));
 	if (!headers_isnull)
 	{
 		char	   *type = TextDatumGetCString(DirectFunctionCall1(jsonb_typeof, headers));
@@ -751,6 +870,7 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 	args[5] = Int32GetDatum(priority);
 	args[6] = Int32GetDatum(q.max_attempts);
 	args[7] = IntervalPGetDatum(timeout);
+	args[8] = DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name()));
 	inserted = asyncrr_run(n_new == 1 ? &insert_one_plan : &insert_plan, args, nulls);
 	if (inserted > 0)
 	{
@@ -932,12 +1052,21 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 
 	lease = PG_ARGISNULL(2) ? &q.lease : PG_GETARG_INTERVAL_P(2);
 	if (!PG_ARGISNULL(3))
+	{
 		label = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		if (strlen(label) > ASYNCRR_WORKER_NAME_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("worker name too long: %zu bytes", strlen(label)),
+					 errdetail("A worker name has at most %d bytes.", ASYNCRR_WORKER_NAME_MAX)));
+	}
 	else
 	{
 		const char *app = GetConfigOption("application_name", false, false);
 
-		label = (app != NULL && app[0] != '\0') ? pstrdup(app) : psprintf("pid %d", MyProcPid);
+		label = (app != NULL && app[0] != '\0') ?
+			pnstrdup(app, pg_mbcliplen(app, strlen(app), ASYNCRR_WORKER_NAME_MAX)) :
+			psprintf("pid %d", MyProcPid);
 	}
 
 	asyncrr_check_not_null("max_requests", PG_ARGISNULL(1));
@@ -975,7 +1104,12 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 		bool		skipped;
 
 		if (waiting)
+		{
 			asyncrr_waiter_reset();
+			/* a dead worker's backend, woken, must not take work nobody receives */
+			if (!asyncrr_client_alive())
+				asyncrr_waiter_stop();
+		}
 		t = GetCurrentTimestamp();
 		lease_until = plus(t, lease);
 		args[1] = TimestampTzGetDatum(t);
@@ -999,11 +1133,12 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 			 * work we skipped because another claim holds it locked: if that
 			 * claim rolls back, no commit will wake us, so look again soon
 			 */
-			asyncrr_waiter_sleep(Min(until, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10)));
+			if (!asyncrr_waiter_sleep(Min(until, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10))))
+				asyncrr_waiter_stop();
 		}
-		else
-			/* sleep until a commit makes work in this queue, or the wait ends */
-			asyncrr_waiter_sleep(until);
+		/* sleep until a commit makes work in this queue, or the wait ends */
+		else if (!asyncrr_waiter_sleep(until))
+			asyncrr_waiter_stop();
 	}
 	if (waiting)
 		asyncrr_waiter_release();
@@ -1274,4 +1409,207 @@ asyncrr_stale_claim_sql(PG_FUNCTION_ARGS)
 							   DatumGetInt32(r_attempt), TextDatumGetCString(state),
 							   claimed_by_isnull ? NULL : DatumGetTextPP(claimed_by),
 							   isnull ? NULL : DatumGetArrayTypeP(earlier)));
+}
+
+/* asyncrr._lock_queue(queue_name text, exclusive boolean) RETURNS void */
+Datum
+asyncrr_lock_queue_sql(PG_FUNCTION_ARGS)
+{
+	asyncrr_check_not_null("queue name", PG_ARGISNULL(0));
+	asyncrr_check_not_null("exclusive", PG_ARGISNULL(1));
+	asyncrr_lock_queue(PG_GETARG_TEXT_PP(0), PG_GETARG_BOOL(1));
+	PG_RETURN_VOID();
+}
+
+/*
+ * asyncrr.close_inbox(cancel_pending boolean) RETURNS integer
+ *
+ * Releases the inbox this session holds and UNLISTENs on its channel; with
+ * cancel_pending, first cancels its live requests, locked in id order.
+ * Returns how many were cancelled.
+ */
+Datum
+asyncrr_close_inbox(PG_FUNCTION_ARGS)
+{
+	text	   *inbox;
+	uint64		n = 0;
+
+	asyncrr_require("requester", "close_inbox");
+	asyncrr_check_not_null("cancel_pending", PG_ARGISNULL(0));
+	SPI_connect();
+	inbox = asyncrr_current_inbox_name(NULL);
+	if (inbox != NULL)
+	{
+		if (PG_GETARG_BOOL(0))
+		{
+			pg_uuid_t  *ids;
+			Datum	   *replies;
+			bool	   *nulls;
+
+			n = asyncrr_run(&live_of_inbox_plan, (Datum[]) {PointerGetDatum(inbox)}, NULL);
+			ids = palloc(Max(n, 1) * sizeof(pg_uuid_t));
+			replies = palloc0(Max(n, 1) * sizeof(Datum));
+			nulls = palloc(Max(n, 1) * sizeof(bool));
+			for (uint64 i = 0; i < n; i++)
+			{
+				ids[i] = *row_id(i);
+				nulls[i] = true;
+			}
+			end_requests((int) n, ids, "cancelled", replies, nulls,
+						 cstring_to_text("cancelled by close_inbox"), NULL);
+		}
+		asyncrr_run(&release_inbox_plan, (Datum[]) {PointerGetDatum(inbox)}, NULL);
+		Async_Unlisten(psprintf("%s%s", ASYNCRR_CHANNEL_PREFIX, text_to_cstring(inbox)));
+	}
+	SPI_finish();
+	PG_RETURN_INT32((int32) n);
+}
+
+/* ----------------------------------------------------------------
+ * What the waits of wait.c do to a request
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Takes the reply of the request if it has one, else reports how it stands.
+ * Under READ COMMITTED each statement sees what has committed by its start:
+ * a reply recorded after the UPDATE began and before the SELECT is not
+ * "taken by someone else", so that case looks again.  Values are copied,
+ * detoasted, into the caller's memory: the caller may let go of its
+ * snapshot.  The caller is connected to SPI.
+ */
+AsyncrrTake
+asyncrr_take_reply(pg_uuid_t *id, AsyncrrReply *r, MemoryContext mcxt)
+{
+	for (;;)
+	{
+		bool		isnull;
+		bool		taken_before;
+		MemoryContext old;
+
+		if (asyncrr_run(&take_one_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) == 0)
+		{
+			if (asyncrr_run(&standing_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) == 0)
+				refuse_unknown_request(id);
+			(void) asyncrr_value(0, 5, &r->finished_isnull);
+			taken_before = DatumGetBool(asyncrr_value(0, 7, &isnull));
+			if (!r->finished_isnull && !taken_before)
+				continue;		/* recorded since the UPDATE began: take it */
+		}
+		else
+			taken_before = false;
+
+		old = MemoryContextSwitchTo(mcxt);
+		r->id = *row_id(0);
+		r->state = TextDatumGetCString(asyncrr_value(0, 2, &isnull));
+		r->reply = asyncrr_value(0, 3, &r->reply_isnull);
+		if (!r->reply_isnull)
+			r->reply = PointerGetDatum(PG_DETOAST_DATUM_COPY(r->reply));
+		r->error = asyncrr_value(0, 4, &r->error_isnull);
+		if (!r->error_isnull)
+			r->error = PointerGetDatum(PG_DETOAST_DATUM_COPY(r->error));
+		r->finished_at = asyncrr_value(0, 5, &r->finished_isnull);
+		r->deadline = DatumGetTimestampTz(asyncrr_value(0, 6, &isnull));
+		MemoryContextSwitchTo(old);
+
+		if (r->finished_isnull)
+			return ASYNCRR_TAKE_LIVE;
+		if (taken_before)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the reply to request \"%s\" was already taken", uuid_string(id)),
+					 errdetail("The request ended as %s; see asyncrr.status().", r->state)));
+		return ASYNCRR_TAKE_TAKEN;
+	}
+}
+
+/*
+ * Refuses, like an unknown id, a request that is not one of the inbox this
+ * session holds (wait) or not one the caller made through CALL
+ * asyncrr.call (call).  The caller is connected to SPI.
+ */
+void
+asyncrr_check_waitable(pg_uuid_t *id, bool call)
+{
+	uint64		n;
+
+	if (call)
+		n = asyncrr_run(&call_request_plan,
+						(Datum[]) {UUIDPGetDatum(id),
+							DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name()))},
+						NULL);
+	else
+	{
+		text	   *inbox = asyncrr_current_inbox_name(NULL);
+
+		n = inbox == NULL ? 0 :
+			asyncrr_run(&in_inbox_plan, (Datum[]) {UUIDPGetDatum(id), PointerGetDatum(inbox)}, NULL);
+	}
+	if (n == 0)
+		refuse_unknown_request(id);
+}
+
+/* CALL asyncrr.call's submit: one request, its reply to the call inbox. */
+pg_uuid_t *
+asyncrr_submit_call(text *queue, Datum payload, bool payload_isnull, Interval *timeout,
+					pg_uuid_t *given)
+{
+	pg_uuid_t  *id = palloc0(sizeof(pg_uuid_t));
+	bool		fresh = given == NULL;
+
+	if (given != NULL)
+		*id = *given;
+	submit_requests(queue, 1, &payload, &payload_isnull, id, &fresh, timeout,
+					false, 0, (Datum) 0, true, cstring_to_text(ASYNCRR_CALL_INBOX));
+	return id;
+}
+
+/* A request past its deadline ends as timed_out now, as the worker would end it. */
+void
+asyncrr_time_out(pg_uuid_t *id)
+{
+	asyncrr_run(&time_out_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+}
+
+/*
+ * The caller of CALL asyncrr.call is gone, or cancelled its call: its
+ * request ends as cancelled at once, its reply taken (nobody will take
+ * it), unless a worker is ending it at this very moment (its row is
+ * locked); a worker holding it gets "late" from complete().
+ */
+void
+asyncrr_cancel_call(pg_uuid_t *id)
+{
+	Datum		reply = (Datum) 0;
+	bool		reply_isnull = true;
+
+	if (asyncrr_run(&lock_live_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) == 0)
+		return;
+	end_requests(1, id, "cancelled", &reply, &reply_isnull,
+				 cstring_to_text("cancelled: the caller of asyncrr.call is gone"), NULL);
+	asyncrr_run(&mark_taken_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+}
+
+/*
+ * wait_for_work: the caller's claim privilege on the queue is checked as
+ * claim() checks it.
+ */
+void
+asyncrr_check_claimable(text *queue)
+{
+	Queue		q;
+
+	lookup_queue(queue, "claim", false, &q);
+}
+
+/* Would a claim of this queue take something now? */
+bool
+asyncrr_queue_has_work(text *queue)
+{
+	bool		isnull;
+
+	asyncrr_run(&work_plan,
+				(Datum[]) {PointerGetDatum(queue), TimestampTzGetDatum(GetCurrentTimestamp())},
+				NULL);
+	return DatumGetBool(asyncrr_value(0, 1, &isnull));
 }

@@ -17,6 +17,15 @@
  * resets it).  Hash collisions only cause a spurious wake-up and another
  * look; a transaction that notes very many keys wakes every waiter.
  *
+ * While it sleeps a waiter watches its client's socket (WL_SOCKET_CLOSED),
+ * and a waiting claim checks the connection again before it takes rows:
+ * a client that has gone ends its backend at once ("connection to client
+ * lost"), and a dead worker's backend claims nothing.  The procedures
+ * (CALL asyncrr.call, wait_for_reply, wait_for_work) let go of their
+ * snapshot before they sleep, so a sleeping procedure holds back no
+ * VACUUM; the SELECT forms (wait(), claim with wait) cannot, and keep
+ * their statement's snapshot for as long as they sleep.
+ *
  * The registry has asyncrr.max_waiters slots.  When all are taken a waiter
  * polls every POLL_MS instead, and never fails.  A slot is given back when
  * the wait ends, when its transaction aborts (query cancel,
@@ -29,18 +38,27 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "libpq/libpq.h"
+#include "libpq/libpq-be.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "tcop/pquery.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/portal.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 #include "utils/wait_event.h"
@@ -55,6 +73,10 @@ PG_FUNCTION_INFO_V1(asyncrr_wait_unregister);
 PG_FUNCTION_INFO_V1(asyncrr_wake_work_at_commit);
 PG_FUNCTION_INFO_V1(asyncrr_call_precheck);
 PG_FUNCTION_INFO_V1(asyncrr_waiters);
+PG_FUNCTION_INFO_V1(asyncrr_wait);
+PG_FUNCTION_INFO_V1(asyncrr_wait_for_reply);
+PG_FUNCTION_INFO_V1(asyncrr_wait_for_work);
+PG_FUNCTION_INFO_V1(asyncrr_call);
 
 /* How often a waiter looks when the registry is full. */
 #define POLL_MS 10
@@ -85,6 +107,9 @@ static WaiterRegistry *registry = NULL;
 static int	my_slot = -1;
 static bool my_polling = false;
 static uint32 my_seen_wakeups = 0;
+
+/* this backend's client has closed its connection */
+static bool client_gone = false;
 
 /*
  * Keys to wake when the current transaction commits.  Past MAX_WAKE_KEYS
@@ -365,12 +390,32 @@ asyncrr_wait_reset(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* Does this backend serve a client whose connection can be watched? */
+static bool
+watches_client(void)
+{
+	return MyProcPort != NULL && whereToSendOutput == DestRemote &&
+		WaitEventSetCanReportClosed();
+}
+
+/* Is the client still connected?  (Checked before a woken claim takes rows.) */
+bool
+asyncrr_client_alive(void)
+{
+	if (!client_gone && watches_client() && !pq_check_connection())
+		client_gone = true;
+	return !client_gone;
+}
+
 /*
  * Sleeps until the latch is set or "until" passes (at most POLL_MS when the
- * registry had no slot for us).  Responds to query cancel and
- * statement_timeout, and ends with the postmaster.
+ * registry had no slot for us), watching the client's socket.  Returns
+ * false when the wait must end now: the client has gone, or a query cancel
+ * (pg_cancel_backend, statement_timeout) or termination is pending.  The
+ * caller then does what it must first and calls asyncrr_waiter_stop().
+ * Ends with the postmaster.
  */
-void
+bool
 asyncrr_waiter_sleep(TimestampTz until)
 {
 	long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
@@ -382,8 +427,34 @@ asyncrr_waiter_sleep(TimestampTz until)
 		pg_atomic_read_u32(&registry->slots[my_slot].wakeups) != my_seen_wakeups)
 		ms = 0;
 	if (ms > 0)
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ms, PG_WAIT_EXTENSION);
+	{
+		int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+
+		if (watches_client())
+		{
+			if (WaitLatchOrSocket(MyLatch, events | WL_SOCKET_CLOSED, MyProcPort->sock,
+								  ms, PG_WAIT_EXTENSION) & WL_SOCKET_CLOSED)
+				client_gone = true;
+		}
+		else
+			(void) WaitLatch(MyLatch, events, ms, PG_WAIT_EXTENSION);
+	}
+	return !(client_gone || (InterruptPending && (QueryCancelPending || ProcDiePending)));
+}
+
+/*
+ * Ends a wait that asyncrr_waiter_sleep() or asyncrr_client_alive() said
+ * must end: raises the pending cancel or termination, or ends the backend
+ * whose client has gone, as PostgreSQL does when it finds that out itself.
+ */
+void
+asyncrr_waiter_stop(void)
+{
+	if (client_gone)
+	{
+		ClientConnectionLost = true;
+		InterruptPending = true;
+	}
 	CHECK_FOR_INTERRUPTS();
 }
 
@@ -391,7 +462,8 @@ asyncrr_waiter_sleep(TimestampTz until)
 Datum
 asyncrr_wait_sleep(PG_FUNCTION_ARGS)
 {
-	asyncrr_waiter_sleep(PG_GETARG_TIMESTAMPTZ(0));
+	if (!asyncrr_waiter_sleep(PG_GETARG_TIMESTAMPTZ(0)))
+		asyncrr_waiter_stop();
 	PG_RETURN_VOID();
 }
 
@@ -431,14 +503,18 @@ asyncrr_call_precheck(PG_FUNCTION_ARGS)
 }
 
 /*
- * asyncrr._waiters() RETURNS TABLE(pid integer, waits_for text)
+ * asyncrr.list_waiters() RETURNS TABLE(pid integer, waits_for text)
  *
- * The backends in the registry now; none when not preloaded.
+ * The backends of this database in the registry now; for a caller that is
+ * not an administrator, only the backends of its own role (as login or
+ * SET SESSION AUTHORIZATION made them); none when not preloaded.
  */
 Datum
 asyncrr_waiters(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		admin = asyncrr_is_admin();
+	Oid			me = asyncrr_caller();
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (registry == NULL)
@@ -451,12 +527,350 @@ asyncrr_waiters(PG_FUNCTION_ARGS)
 		Datum		values[2];
 		bool		nulls[2] = {false, false};
 
+		PGPROC	   *proc;
+
 		if (slot->procno < 0)
 			continue;
-		values[0] = Int32GetDatum(GetPGProcByNumber(slot->procno)->pid);
+		proc = GetPGProcByNumber(slot->procno);
+		if (proc->databaseId != MyDatabaseId || (!admin && proc->roleId != me))
+			continue;
+		values[0] = Int32GetDatum(proc->pid);
 		values[1] = CStringGetTextDatum((slot->key & 1) ? "reply" : "work");
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(registry->lock);
 	return (Datum) 0;
+}
+
+/* ----------------------------------------------------------------
+ * The waits: wait(), and the procedures that sleep holding no snapshot
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Lets go of this backend's snapshots before a procedure sleeps, as
+ * PostgreSQL's own waits in procedures do: those its CALL statement holds
+ * (the one its portal made active, or SPI brought back for the last look,
+ * and the one it keeps for the procedure's INOUT results, which are copied
+ * and detoasted) and the catalog snapshot.  Without them the backend shows
+ * no backend_xmin.  Only when the procedure is the statement itself: a CALL
+ * nested in a function or DO block keeps its caller's snapshots, which are
+ * not ours to release.
+ */
+static void
+release_snapshots(FunctionCallInfo fcinfo)
+{
+	Portal		portal = ActivePortal;
+	PlannedStmt *stmt;
+
+	if (portal == NULL || portal->commandTag != CMDTAG_CALL || list_length(portal->stmts) != 1)
+		return;
+	stmt = linitial_node(PlannedStmt, portal->stmts);
+	if (stmt->utilityStmt == NULL || !IsA(stmt->utilityStmt, CallStmt) ||
+		((CallStmt *) stmt->utilityStmt)->funcexpr->funcid != fcinfo->flinfo->fn_oid)
+		return;
+
+	if (ActiveSnapshotSet() && portal->portalSnapshot == GetActiveSnapshot())
+	{
+		PopActiveSnapshot();
+		portal->portalSnapshot = NULL;
+	}
+	if (portal->holdSnapshot != NULL && portal->resowner != NULL)
+	{
+		UnregisterSnapshotFromOwner(portal->holdSnapshot, portal->resowner);
+		portal->holdSnapshot = NULL;
+	}
+	InvalidateCatalogSnapshot();
+}
+
+/*
+ * CALL asyncrr.call may have no SET clause (a procedure with one cannot
+ * COMMIT), so it pins its search_path itself, as a SET clause would, in
+ * each of its transactions: every statement asyncrr runs must be parsed
+ * with pg_catalog first, whatever the caller's search_path.  Returns the
+ * GUC nesting level to restore with AtEOXact_GUC(true, level).
+ */
+static int
+pin_search_path(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+/* Is this a procedure called where it may COMMIT (autocommit CALL)? */
+static bool
+nonatomic_call(FunctionCallInfo fcinfo)
+{
+	return fcinfo->context != NULL && IsA(fcinfo->context, CallContext) &&
+		!((CallContext *) fcinfo->context)->atomic;
+}
+
+static Interval *
+timeout_arg(FunctionCallInfo fcinfo, int arg)
+{
+	Interval	zero = {0};
+	Interval   *timeout;
+
+	asyncrr_check_not_null("timeout", PG_ARGISNULL(arg));
+	timeout = PG_GETARG_INTERVAL_P(arg);
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(timeout),
+										 IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid timeout \"%s\"",
+						DatumGetCString(DirectFunctionCall1(interval_out,
+															IntervalPGetDatum(timeout)))),
+				 errdetail("The timeout must not be negative.")));
+	return timeout;
+}
+
+static TimestampTz
+from_now(Interval *i)
+{
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(GetCurrentTimestamp()),
+												   IntervalPGetDatum(i)));
+}
+
+/*
+ * Waits for the reply of request id and takes it, into *r; or, at "until",
+ * returns its live state and takes nothing.  For CALL asyncrr.call (call),
+ * "until" is the request's deadline, when it is timed out and that outcome
+ * taken; and a caller that goes or is cancelled cancels the request first,
+ * in a transaction of its own.  A procedure (release) sleeps holding no
+ * snapshot (fcinfo is the procedure's).  The caller is connected to SPI.
+ */
+static AsyncrrTake
+wait_for_reply(FunctionCallInfo fcinfo, pg_uuid_t *id, TimestampTz until, bool release,
+			   bool call, AsyncrrReply *r, MemoryContext mcxt)
+{
+	AsyncrrTake got;
+
+	register_waiter(reply_key(id), call ? "asyncrr.call" : "asyncrr.wait");
+	for (;;)
+	{
+		asyncrr_waiter_reset();
+		got = asyncrr_take_reply(id, r, mcxt);
+		if (release)
+			release_snapshots(fcinfo);
+		if (got == ASYNCRR_TAKE_TAKEN)
+			break;
+		if (call)
+			until = r->deadline;
+		if (GetCurrentTimestamp() >= until)
+		{
+			if (!call)
+				break;
+			asyncrr_time_out(id);
+			continue;
+		}
+		if (!asyncrr_waiter_sleep(until))
+		{
+			if (call)
+			{
+				HOLD_INTERRUPTS();
+				asyncrr_cancel_call(id);
+				SPI_commit();
+				RESUME_INTERRUPTS();
+			}
+			asyncrr_waiter_stop();
+			if (call)
+				ereport(ERROR,
+						(errcode(ERRCODE_QUERY_CANCELED),
+						 errmsg("asyncrr.call was interrupted"),
+						 errdetail("Its request was cancelled.")));
+		}
+	}
+	release_slot();
+	return got;
+}
+
+/* The procedure's INOUT values, as the record a CALL returns. */
+static Datum
+procedure_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	TupleDesc	tupdesc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "asyncrr: return type must be a row type");
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
+}
+
+/* The common checks of wait() and wait_for_reply(). */
+static pg_uuid_t *
+reply_waited_for(FunctionCallInfo fcinfo, const char *fn, Interval **timeout)
+{
+	asyncrr_require("requester", fn);
+	asyncrr_check_not_null("correlation id", PG_ARGISNULL(0));
+	*timeout = timeout_arg(fcinfo, 1);
+	require_registry(psprintf("asyncrr.%s", fn));
+	asyncrr_check_waitable(PG_GETARG_UUID_P(0), false);
+	return PG_GETARG_UUID_P(0);
+}
+
+/*
+ * asyncrr.wait(correlation_id uuid, timeout interval)
+ *     RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text,
+ *                   finished_at timestamptz)
+ *
+ * Waits until a request of this session's inbox has a reply and takes it;
+ * after timeout, returns its live state and takes nothing.  A SELECT: its
+ * snapshot stays while it sleeps (wait_for_reply holds none).
+ */
+Datum
+asyncrr_wait(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext mcxt = CurrentMemoryContext;
+	Interval   *timeout;
+	pg_uuid_t  *id;
+	AsyncrrReply r;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	id = reply_waited_for(fcinfo, "wait", &timeout);
+	(void) wait_for_reply(fcinfo, id, from_now(timeout), false, false, &r, mcxt);
+	SPI_finish();
+
+	values[0] = UUIDPGetDatum(&r.id);
+	values[1] = CStringGetTextDatum(r.state);
+	values[2] = r.reply;
+	nulls[2] = r.reply_isnull;
+	values[3] = r.error;
+	nulls[3] = r.error_isnull;
+	values[4] = r.finished_at;
+	nulls[4] = r.finished_isnull;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * CALL asyncrr.wait_for_reply(correlation_id uuid, timeout interval,
+ *                             INOUT status text, INOUT reply jsonb, INOUT error text)
+ *
+ * wait() as a procedure, which holds no snapshot while it sleeps.
+ */
+Datum
+asyncrr_wait_for_reply(PG_FUNCTION_ARGS)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	Interval   *timeout;
+	pg_uuid_t  *id;
+	AsyncrrReply r;
+	Datum		values[3];
+	bool		nulls[3];
+
+	SPI_connect();
+	id = reply_waited_for(fcinfo, "wait_for_reply", &timeout);
+	(void) wait_for_reply(fcinfo, id, from_now(timeout), true, false, &r, mcxt);
+	SPI_finish();
+
+	values[0] = CStringGetTextDatum(r.state);
+	nulls[0] = false;
+	values[1] = r.reply;
+	nulls[1] = r.reply_isnull;
+	values[2] = r.error;
+	nulls[2] = r.error_isnull;
+	PG_RETURN_DATUM(procedure_result(fcinfo, values, nulls));
+}
+
+/*
+ * CALL asyncrr.wait_for_work(queue_name text, timeout interval, INOUT ready boolean)
+ *
+ * Sleeps, holding no snapshot, until a claim of the queue would take
+ * something (ready true) or the timeout passes (false).  Claims nothing:
+ * the worker claims next, and may find that another worker was first.
+ */
+Datum
+asyncrr_wait_for_work(PG_FUNCTION_ARGS)
+{
+	text	   *queue = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
+	Interval   *timeout;
+	TimestampTz until;
+	Datum		ready;
+	bool		isnull = false;
+
+	SPI_connect();
+	asyncrr_check_claimable(queue);
+	timeout = timeout_arg(fcinfo, 1);
+	until = from_now(timeout);
+	register_waiter(work_key(queue), "asyncrr.wait_for_work");
+	for (;;)
+	{
+		bool		found;
+
+		asyncrr_waiter_reset();
+		found = asyncrr_queue_has_work(queue);
+		release_snapshots(fcinfo);
+		if (found || GetCurrentTimestamp() >= until)
+		{
+			ready = BoolGetDatum(found);
+			break;
+		}
+		if (!asyncrr_waiter_sleep(until))
+			asyncrr_waiter_stop();
+	}
+	release_slot();
+	SPI_finish();
+	PG_RETURN_DATUM(procedure_result(fcinfo, &ready, &isnull));
+}
+
+/*
+ * CALL asyncrr.call(queue_name text, payload jsonb, timeout interval,
+ *                   INOUT correlation_id uuid, INOUT status text,
+ *                   INOUT reply jsonb, INOUT error text)
+ *
+ * One round trip in one statement: submits to the call inbox, commits,
+ * waits for the reply holding no snapshot, takes it and returns it.  At the
+ * request's deadline it is timed out, as the worker would, and that is the
+ * outcome returned.  Needs autocommit: it commits by itself.
+ */
+Datum
+asyncrr_call(PG_FUNCTION_ARGS)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	pg_uuid_t  *id;
+	AsyncrrReply r;
+	Datum		values[4];
+	bool		nulls[4];
+	int			pinned;
+
+	require_registry("asyncrr.call");
+	if (!nonatomic_call(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("asyncrr.call cannot run inside a transaction block"),
+				 errhint("Use asyncrr.submit() and asyncrr.wait() instead.")));
+	asyncrr_require("requester", "call");
+
+	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	pinned = pin_search_path();
+	id = asyncrr_submit_call(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+							 PG_GETARG_DATUM(1), PG_ARGISNULL(1),
+							 PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2),
+							 PG_ARGISNULL(3) ? NULL : PG_GETARG_UUID_P(3));
+	id = memcpy(MemoryContextAlloc(mcxt, sizeof(pg_uuid_t)), id, sizeof(pg_uuid_t));
+	AtEOXact_GUC(true, pinned);
+	SPI_commit();
+
+	pinned = pin_search_path();
+	asyncrr_check_waitable(id, true);
+	(void) wait_for_reply(fcinfo, id, 0, true, true, &r, mcxt);
+	AtEOXact_GUC(true, pinned);
+	SPI_finish();
+
+	values[0] = UUIDPGetDatum(id);
+	nulls[0] = false;
+	values[1] = CStringGetTextDatum(r.state);
+	nulls[1] = false;
+	values[2] = r.reply;
+	nulls[2] = r.reply_isnull;
+	values[3] = r.error;
+	nulls[3] = r.error_isnull;
+	PG_RETURN_DATUM(procedure_result(fcinfo, values, nulls));
 }

@@ -35,8 +35,13 @@ install_packages() {
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# What building the extension needs: PGXS, and the Kerberos headers that
+# PostgreSQL's libpq/libpq-be.h includes (Debian builds it with GSSAPI).
+BUILD_PACKAGES=(make gcc postgresql-15 postgresql-server-dev-15 libpq-dev libkrb5-dev)
+
 # Builds and installs the extension from this tree.
 build_and_install() {
+	install_packages "${BUILD_PACKAGES[@]}" || return 1
 	say "building and installing asyncrr"
 	make -s PG_CONFIG="$PG_CONFIG" >/dev/null &&
 		make -s PG_CONFIG="$PG_CONFIG" install >/dev/null &&

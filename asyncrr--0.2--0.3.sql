@@ -1,0 +1,802 @@
+/* asyncrr 0.2 -> 0.3: clients that die, cancel and misbehave */
+\echo Use "ALTER EXTENSION asyncrr UPDATE TO '0.3'" to load this file. \quit
+
+-- What changes (doc/security.md, doc/reference.md):
+-- - asyncrr acts for the role in effect when its function is called
+--   (current_user), not session_user.  No user-facing function is SECURITY
+--   DEFINER any more, since that hides the caller: the C functions run
+--   their statements as the extension's owner themselves (src/plan.c), and
+--   each function written in SQL is split into its user-facing entry, a C
+--   function that calls the body asyncrr._<name> as the owner acting for
+--   its caller (src/privilege.c), and that body.
+-- - Queues are locked with a lock no SQL command can take (src/request.c),
+--   not an advisory lock that any role could hold to stall a queue.
+-- - close_inbox() releases only the caller's inbox (0.2 released every one:
+--   under #variable_conflict use_column its WHERE clause compared the
+--   column with itself); it and drop_queue(force) lock requests in
+--   correlation-id order, as complete_many does.
+-- - wait(), CALL asyncrr.call and the new procedures wait_for_reply and
+--   wait_for_work are in C (src/wait.c): they watch the client connection
+--   while they sleep, never report a reply as taken unless it was, and the
+--   procedures hold no snapshot while they sleep.  A call whose caller goes
+--   or is cancelled cancels its request.
+-- - Session inbox names (and channels) are random: 64 bits.
+-- - Internal functions are for the extension's owner only; the views
+--   filter without them, and asyncrr.waiters reads asyncrr.list_waiters().
+-- - Bounds: fail()'s error text (asyncrr.max_payload_bytes), claim()'s
+--   worker name (200 bytes), and per-queue max_priority and max_timeout.
+
+------------------------------------------------------------------------------
+-- Per-queue bounds on what a requester may ask for
+------------------------------------------------------------------------------
+
+ALTER TABLE asyncrr.queue
+    ADD COLUMN max_priority integer,
+    ADD COLUMN max_timeout interval CHECK (max_timeout > interval '0');
+
+------------------------------------------------------------------------------
+-- Helpers
+------------------------------------------------------------------------------
+
+-- The role asyncrr acts for: the role in effect when its function was called.
+CREATE FUNCTION asyncrr._caller() RETURNS name
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_caller_sql';
+
+-- A queue's lock against drop_queue: shared (submit) or exclusive (drop).
+CREATE FUNCTION asyncrr._lock_queue(queue_name text, exclusive boolean) RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'asyncrr_lock_queue_sql';
+
+CREATE OR REPLACE FUNCTION asyncrr._check_size(what text, value jsonb) RETURNS void
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'asyncrr_check_size';
+CREATE FUNCTION asyncrr._check_size(what text, value text) RETURNS void
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'asyncrr_check_size';
+
+-- A session inbox's name: "_session_" and 64 random bits, drawn once per
+-- backend.  It starts with "_", which no durable inbox name may.
+CREATE OR REPLACE FUNCTION asyncrr._session_inbox_name() RETURNS text
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_session_inbox_name';
+
+CREATE OR REPLACE FUNCTION asyncrr._may(queue_name text, privilege text) RETURNS boolean
+    LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_may_sql';
+ALTER FUNCTION asyncrr._may(text, text) SECURITY INVOKER;
+
+CREATE OR REPLACE FUNCTION asyncrr._sees(owner_role name) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT $1 = asyncrr._caller() OR asyncrr._is_admin()
+$$;
+
+CREATE OR REPLACE FUNCTION asyncrr._queue(queue_name text, lock boolean DEFAULT true) RETURNS asyncrr.queue
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q asyncrr.queue;
+BEGIN
+    PERFORM asyncrr._check_not_null('queue name', queue_name);
+    -- drop_queue takes this lock exclusively: no request can slip into a
+    -- queue that is being dropped.  Taken before the row is read, so that
+    -- a drop in flight is waited for and then seen.
+    IF lock THEN
+        PERFORM asyncrr._lock_queue(_queue.queue_name, false);
+    END IF;
+    SELECT * INTO q FROM asyncrr.queue WHERE queue.queue_name = _queue.queue_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', queue_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with asyncrr.create_queue().';
+    END IF;
+    RETURN q;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION asyncrr._queue(queue_name text, privilege text, lock boolean DEFAULT true)
+    RETURNS asyncrr.queue
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q asyncrr.queue;
+BEGIN
+    PERFORM asyncrr._require(CASE privilege WHEN 'submit' THEN 'requester' ELSE 'worker' END, privilege);
+    q := asyncrr._queue(queue_name, lock);
+    IF NOT asyncrr._may(q.queue_name, privilege) THEN
+        RAISE EXCEPTION 'permission denied for queue "%"', q.queue_name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role "%s" has no %s privilege on it.', asyncrr._caller(), privilege),
+                  HINT = 'An asyncrr_admin member grants it with asyncrr.grant_queue().';
+    END IF;
+    RETURN q;
+END
+$$;
+
+-- Opens (or re-opens) an inbox for this session and LISTENs on its channel
+-- (0.2's _open_inbox: the name now belongs to open_inbox's body).
+ALTER FUNCTION asyncrr._open_inbox(text, boolean) RENAME TO _hold_inbox;
+CREATE OR REPLACE FUNCTION asyncrr._hold_inbox(inbox_name text, durable boolean) RETURNS asyncrr.inbox
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cur asyncrr.inbox := asyncrr._current_inbox();
+    i asyncrr.inbox;
+BEGIN
+    IF cur.inbox_name IS NOT NULL THEN
+        IF cur.inbox_name = _hold_inbox.inbox_name THEN
+            RETURN cur;
+        END IF;
+        RAISE EXCEPTION 'this session already holds inbox "%"', cur.inbox_name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'A session holds one inbox at a time: call asyncrr.close_inbox() first.';
+    END IF;
+
+    INSERT INTO asyncrr.inbox (inbox_name, durable, owner_role)
+    VALUES (_hold_inbox.inbox_name, _hold_inbox.durable, asyncrr._caller())
+    ON CONFLICT DO NOTHING;
+    SELECT * INTO i FROM asyncrr.inbox WHERE inbox_name = _hold_inbox.inbox_name FOR UPDATE;
+
+    -- a durable inbox belongs to the role that first opened it
+    IF NOT asyncrr._sees(i.owner_role) THEN
+        RAISE EXCEPTION 'permission denied for inbox "%"', i.inbox_name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The inbox belongs to another role.',
+                  HINT = 'Choose another inbox name.';
+    END IF;
+
+    IF i.holder_pid IS NOT NULL
+       AND asyncrr._backend_alive(i.holder_pid, i.holder_started) THEN
+        RAISE EXCEPTION 'inbox "%" is held by another session', i.inbox_name
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('The backend with PID %s has held it since %s.', i.holder_pid, i.opened_at),
+                  HINT = 'Only one live session holds a durable inbox; it is free as soon as that session ends or calls asyncrr.close_inbox().';
+    END IF;
+
+    UPDATE asyncrr.inbox
+       SET holder_pid = pg_catalog.pg_backend_pid(),
+           holder_started = asyncrr._backend_start(),
+           opened_at = now(),
+           released_at = NULL
+     WHERE inbox_name = i.inbox_name
+    RETURNING * INTO i;
+
+    PERFORM asyncrr._listen(asyncrr._channel(i.inbox_name));
+    RETURN i;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- The functions written in SQL: a C entry (asyncrr_as_owner) that runs the
+-- body asyncrr._<name> as the extension's owner, acting for the caller.
+-- The body's code is 0.2's, with the caller as asyncrr._caller().
+------------------------------------------------------------------------------
+
+DROP FUNCTION asyncrr.open_inbox(text);
+CREATE FUNCTION asyncrr._open_inbox(inbox_name text) RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM asyncrr._require('requester', 'open_inbox');
+    IF inbox_name IS NULL THEN
+        RETURN asyncrr._channel((asyncrr._hold_inbox(asyncrr._session_inbox_name(), false)).inbox_name);
+    END IF;
+    PERFORM asyncrr._check_name('inbox', inbox_name);
+    RETURN asyncrr._channel((asyncrr._hold_inbox(inbox_name, true)).inbox_name);
+END
+$$;
+CREATE FUNCTION asyncrr.open_inbox(inbox_name text DEFAULT NULL) RETURNS text
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.open_inbox(text) IS
+    'open this session''s reply inbox (NULL: a session inbox; a name: a durable inbox, which belongs to the role that first opened it), LISTEN on it, return its channel';
+
+DROP FUNCTION asyncrr.cancel(uuid);
+CREATE FUNCTION asyncrr._cancel(correlation_id uuid) RETURNS boolean
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r asyncrr.request;
+BEGIN
+    PERFORM asyncrr._require('requester', 'cancel');
+    r := asyncrr._request_for_update(correlation_id);
+    IF r.state NOT IN ('pending', 'claimed') THEN
+        RETURN false;
+    END IF;
+    PERFORM asyncrr._end_request(r.correlation_id, 'cancelled', NULL, 'cancelled by the requester', NULL);
+    RETURN true;
+END
+$$;
+CREATE FUNCTION asyncrr.cancel(correlation_id uuid) RETURNS boolean
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.cancel(uuid) IS
+    'cancel a live request of this role (its requester gets a cancelled reply); false if it had already ended';
+
+DROP FUNCTION asyncrr.status(uuid);
+CREATE FUNCTION asyncrr._status(correlation_id uuid)
+    RETURNS TABLE(correlation_id uuid, queue_name text, state text, attempt integer, worker text,
+                  submitted_at timestamptz, deadline timestamptz, finished_at timestamptz,
+                  reply jsonb, error text, dead_letter_reason text)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
+AS $$
+    SELECT asyncrr._require('requester', 'status');
+    SELECT r.correlation_id, r.queue_name, r.state, r.attempt, r.worker,
+           r.submitted_at, r.deadline, r.finished_at,
+           coalesce(r.reply, r.late_reply), r.error,
+           nullif(concat_ws(' ', r.dead_letter_reason,
+                            '(redriven as ' || r.redriven_to || ')',
+                            '(redriven from ' || r.redriven_from || ')'), '')
+      FROM asyncrr.request r
+     WHERE r.correlation_id = $1 AND asyncrr._sees(r.owner_role)
+$$;
+CREATE FUNCTION asyncrr.status(correlation_id uuid)
+    RETURNS TABLE(correlation_id uuid, queue_name text, state text, attempt integer, worker text,
+                  submitted_at timestamptz, deadline timestamptz, finished_at timestamptz,
+                  reply jsonb, error text, dead_letter_reason text)
+    LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.status(uuid) IS
+    'the whole story of one request of this role, live or ended: one row, or none for an unknown id or another role''s';
+
+DROP FUNCTION asyncrr.fail(uuid, text, integer, boolean);
+CREATE FUNCTION asyncrr._fail(correlation_id uuid, error text, attempt integer, retry boolean)
+    RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r asyncrr.request;
+BEGIN
+    PERFORM asyncrr._require('worker', 'fail');
+    r := asyncrr._request_for_update(_fail.correlation_id, 'claim');
+    PERFORM asyncrr._check_not_null('error', _fail.error);
+    PERFORM asyncrr._check_size('error', _fail.error);
+    PERFORM asyncrr._check_not_null('retry', _fail.retry);
+    IF asyncrr._stale_claim(r, _fail.attempt) THEN
+        RETURN 'late';
+    ELSIF r.state = 'pending' THEN
+        RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Only a claimed request can be completed or failed.',
+                  HINT = 'Claim it with asyncrr.claim() first.';
+    ELSIF r.state <> 'claimed' THEN
+        RETURN asyncrr._after_end(r, NULL);
+    END IF;
+
+    IF NOT _fail.retry THEN
+        PERFORM asyncrr._end_request(r.correlation_id, 'failed', NULL, _fail.error, NULL);
+        RETURN 'failed';
+    ELSIF r.attempt >= r.max_attempts THEN
+        PERFORM asyncrr._end_request(r.correlation_id, 'dead_lettered', NULL, _fail.error, 'max_attempts');
+        RETURN 'dead_lettered';
+    END IF;
+
+    UPDATE asyncrr.request
+       SET state = 'pending', lease_until = NULL, error = _fail.error
+     WHERE correlation_id = r.correlation_id;
+    PERFORM asyncrr._wake_work_at_commit(r.queue_name);
+    RETURN 'retrying';
+END
+$$;
+CREATE FUNCTION asyncrr.fail(correlation_id uuid, error text, attempt integer, retry boolean DEFAULT false)
+    RETURNS text
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.fail(uuid, text, integer, boolean) IS
+    'fail the claim with this attempt: failed, retrying or dead_lettered; duplicate / late as for complete()';
+
+DROP FUNCTION asyncrr.extend_lease(uuid, interval, integer);
+CREATE FUNCTION asyncrr._extend_lease(correlation_id uuid, extra interval, attempt integer)
+    RETURNS timestamptz
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r asyncrr.request;
+    new_end timestamptz;
+BEGIN
+    PERFORM asyncrr._require('worker', 'extend_lease');
+    r := asyncrr._request_for_update(_extend_lease.correlation_id, 'claim');
+    PERFORM asyncrr._check_positive('lease extension', _extend_lease.extra);
+    IF asyncrr._stale_claim(r, _extend_lease.attempt) THEN
+        RAISE EXCEPTION 'claim of request "%" is no longer current', r.correlation_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = CASE WHEN _extend_lease.attempt IS NULL
+                                THEN 'Another session has claimed it since.'
+                                ELSE format('Attempt %s is over: the request is %s, at attempt %s.',
+                                            _extend_lease.attempt, r.state, r.attempt) END;
+    ELSIF r.state <> 'claimed' THEN
+        RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Its state is %s: the claim is no longer current.', r.state);
+    END IF;
+    new_end := now() + _extend_lease.extra;
+    UPDATE asyncrr.request SET lease_until = new_end WHERE correlation_id = r.correlation_id;
+    PERFORM asyncrr._note_deadline(new_end);
+    RETURN new_end;
+END
+$$;
+CREATE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval, attempt integer)
+    RETURNS timestamptz
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.extend_lease(uuid, interval, integer) IS
+    'heartbeat for the claim with this attempt: its lease now ends extra from now; returns the new end';
+
+DROP FUNCTION asyncrr.create_queue(text, interval, interval, integer);
+CREATE FUNCTION asyncrr._create_queue(queue_name text,
+                                     default_timeout interval,
+                                     lease interval,
+                                     max_attempts integer) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM asyncrr._require('admin', 'create_queue');
+    PERFORM asyncrr._check_name('queue', _create_queue.queue_name);
+    PERFORM asyncrr._check_positive('default timeout', _create_queue.default_timeout);
+    PERFORM asyncrr._check_positive('lease', _create_queue.lease);
+    PERFORM asyncrr._check_not_null('max_attempts', _create_queue.max_attempts);
+    IF _create_queue.max_attempts < 1 THEN
+        RAISE EXCEPTION 'invalid max_attempts %', _create_queue.max_attempts
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'max_attempts must be at least 1.';
+    END IF;
+
+    INSERT INTO asyncrr.queue (queue_name, default_timeout, lease, max_attempts)
+    VALUES (_create_queue.queue_name, _create_queue.default_timeout, _create_queue.lease,
+            _create_queue.max_attempts)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" already exists', _create_queue.queue_name
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+END
+$$;
+CREATE FUNCTION asyncrr.create_queue(queue_name text,
+                                     default_timeout interval DEFAULT '30 seconds',
+                                     lease interval DEFAULT '30 seconds',
+                                     max_attempts integer DEFAULT 3) RETURNS void
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.create_queue(text, interval, interval, integer) IS
+    'create a queue: default request timeout, claim lease, and how many claims a request gets';
+
+DROP FUNCTION asyncrr.drop_queue(text, boolean);
+CREATE FUNCTION asyncrr._drop_queue(queue_name text, force boolean) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q asyncrr.queue;
+    live bigint;
+    id uuid;
+BEGIN
+    PERFORM asyncrr._require('admin', 'drop_queue');
+    PERFORM asyncrr._check_not_null('force', _drop_queue.force);
+    -- wait for submits (and drops) in flight to this queue, and keep new
+    -- ones out; taken before _queue() reads the row
+    PERFORM asyncrr._lock_queue(_drop_queue.queue_name, true);
+    q := asyncrr._queue(_drop_queue.queue_name);
+
+    SELECT count(*) INTO live FROM asyncrr.request
+     WHERE queue_name = q.queue_name AND state IN ('pending', 'claimed');
+    IF live > 0 AND NOT _drop_queue.force THEN
+        RAISE EXCEPTION 'queue "%" has % live requests', q.queue_name, live
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Wait for them to end, or use force => true to dead-letter them.';
+    END IF;
+
+    FOR id IN SELECT correlation_id FROM asyncrr.request
+               WHERE queue_name = q.queue_name AND state IN ('pending', 'claimed')
+               ORDER BY correlation_id      -- the one lock order (src/request.c)
+               FOR UPDATE
+    LOOP
+        PERFORM asyncrr._end_request(id, 'dead_lettered', NULL,
+                                     format('queue "%s" was dropped', q.queue_name), 'queue_dropped');
+    END LOOP;
+
+    DELETE FROM asyncrr.queue_grant WHERE queue_name = q.queue_name;
+    DELETE FROM asyncrr.queue WHERE queue_name = q.queue_name;
+END
+$$;
+CREATE FUNCTION asyncrr.drop_queue(queue_name text, force boolean DEFAULT false) RETURNS void
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.drop_queue(text, boolean) IS
+    'drop a queue and its grants; refused while it has live requests unless force, which dead-letters them (reason queue_dropped)';
+
+DROP FUNCTION asyncrr.grant_queue(text, name, text);
+CREATE FUNCTION asyncrr._grant_queue(queue_name text, role_name name, privilege text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    privs text[] := asyncrr._queue_privileges('grant_queue', _grant_queue.queue_name,
+                                              _grant_queue.role_name, _grant_queue.privilege);
+    q asyncrr.queue := asyncrr._queue(_grant_queue.queue_name);
+BEGIN
+    INSERT INTO asyncrr.queue_grant (queue_name, privilege, role_name, granted_by)
+    SELECT q.queue_name, p, _grant_queue.role_name, asyncrr._caller() FROM pg_catalog.unnest(privs) p
+    ON CONFLICT DO NOTHING;
+END
+$$;
+CREATE FUNCTION asyncrr.grant_queue(queue_name text, role_name name, privilege text) RETURNS void
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.grant_queue(text, name, text) IS
+    'let a role (and its members) submit to (submit) or claim from (claim) a queue, or both (all)';
+
+DROP FUNCTION asyncrr.revoke_queue(text, name, text);
+CREATE FUNCTION asyncrr._revoke_queue(queue_name text, role_name name, privilege text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    privs text[] := asyncrr._queue_privileges('revoke_queue', _revoke_queue.queue_name,
+                                              _revoke_queue.role_name, _revoke_queue.privilege);
+    q asyncrr.queue := asyncrr._queue(_revoke_queue.queue_name);
+BEGIN
+    DELETE FROM asyncrr.queue_grant
+     WHERE queue_name = q.queue_name AND role_name = _revoke_queue.role_name
+       AND privilege = ANY (privs);
+END
+$$;
+CREATE FUNCTION asyncrr.revoke_queue(queue_name text, role_name name, privilege text) RETURNS void
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.revoke_queue(text, name, text) IS
+    'take back a privilege (submit, claim or all) on a queue from a role; revoking what was not granted does nothing';
+
+DROP FUNCTION asyncrr.redrive(uuid);
+CREATE FUNCTION asyncrr._redrive(correlation_id uuid) RETURNS uuid
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    d asyncrr.dead_letter;
+    q asyncrr.queue;
+    new_id uuid := pg_catalog.gen_random_uuid();
+BEGIN
+    PERFORM asyncrr._require('admin', 'redrive');
+    PERFORM asyncrr._check_not_null('correlation id', _redrive.correlation_id);
+    DELETE FROM asyncrr.dead_letter WHERE correlation_id = _redrive.correlation_id
+    RETURNING * INTO d;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dead letter "%" does not exist', _redrive.correlation_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    q := asyncrr._queue(d.queue_name);
+
+    INSERT INTO asyncrr.request
+           (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,
+            state, max_attempts, submitted_at, timeout, deadline, redriven_from)
+    VALUES (new_id, q.queue_name, d.inbox_name, d.owner_role, d.payload, d.headers, d.priority,
+            'pending', q.max_attempts, now(), d.timeout, now() + d.timeout, d.correlation_id);
+    UPDATE asyncrr.request SET redriven_to = new_id WHERE correlation_id = d.correlation_id;
+    PERFORM asyncrr._note_deadline(now() + d.timeout);
+    PERFORM asyncrr._wake_work_at_commit(q.queue_name);
+    RETURN new_id;
+END
+$$;
+CREATE FUNCTION asyncrr.redrive(correlation_id uuid) RETURNS uuid
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.redrive(uuid) IS
+    'send a dead-lettered request back to its queue as a new request (new id, same inbox, payload and headers); returns the new id';
+
+DROP FUNCTION asyncrr.redrive_queue(text, text);
+CREATE FUNCTION asyncrr._redrive_queue(queue_name text, reason text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q asyncrr.queue;
+    id uuid;
+    n bigint := 0;
+BEGIN
+    PERFORM asyncrr._require('admin', 'redrive_queue');
+    q := asyncrr._queue(_redrive_queue.queue_name);
+    IF _redrive_queue.reason IS NOT NULL
+       AND _redrive_queue.reason NOT IN ('timeout', 'max_attempts', 'queue_dropped', 'requester_gone') THEN
+        RAISE EXCEPTION 'invalid dead letter reason "%"', _redrive_queue.reason
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Reasons are timeout, max_attempts, queue_dropped and requester_gone.';
+    END IF;
+    FOR id IN SELECT correlation_id FROM asyncrr.dead_letter
+               WHERE queue_name = q.queue_name
+                 AND (_redrive_queue.reason IS NULL OR reason = _redrive_queue.reason)
+               ORDER BY dead_lettered_at
+    LOOP
+        PERFORM asyncrr.redrive(id);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+CREATE FUNCTION asyncrr.redrive_queue(queue_name text, reason text DEFAULT NULL) RETURNS bigint
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.redrive_queue(text, text) IS
+    'redrive every dead letter of a queue (optionally only those with one reason); returns how many';
+
+DROP FUNCTION asyncrr.purge_dead_letters(interval);
+CREATE FUNCTION asyncrr._purge_dead_letters(older_than interval) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM asyncrr._require('admin', 'purge_dead_letters');
+    PERFORM asyncrr._check_not_null('older_than', _purge_dead_letters.older_than);
+    IF _purge_dead_letters.older_than < interval '0' THEN
+        RAISE EXCEPTION 'invalid older_than "%"', _purge_dead_letters.older_than
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'older_than must not be negative; 0 purges every dead letter.';
+    END IF;
+    DELETE FROM asyncrr.dead_letter WHERE dead_lettered_at <= now() - _purge_dead_letters.older_than;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+CREATE FUNCTION asyncrr.purge_dead_letters(older_than interval) RETURNS bigint
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.purge_dead_letters(interval) IS
+    'remove dead letters older than the given age (0: all); returns how many';
+
+DROP FUNCTION asyncrr.alter_queue(text, interval, interval, integer, integer);
+CREATE FUNCTION asyncrr._alter_queue(queue_name text, default_timeout interval, lease interval,
+                                     max_attempts integer, max_depth integer, max_priority integer,
+                                     max_timeout interval) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q asyncrr.queue;
+BEGIN
+    PERFORM asyncrr._require('admin', 'alter_queue');
+    q := asyncrr._queue(_alter_queue.queue_name);
+    IF _alter_queue.default_timeout IS NOT NULL THEN
+        PERFORM asyncrr._check_positive('default timeout', _alter_queue.default_timeout);
+    END IF;
+    IF _alter_queue.lease IS NOT NULL THEN
+        PERFORM asyncrr._check_positive('lease', _alter_queue.lease);
+    END IF;
+    IF _alter_queue.max_timeout IS NOT NULL THEN
+        PERFORM asyncrr._check_positive('max_timeout', _alter_queue.max_timeout);
+    END IF;
+    IF _alter_queue.max_attempts < 1 THEN
+        RAISE EXCEPTION 'invalid max_attempts %', _alter_queue.max_attempts
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'max_attempts must be at least 1.';
+    END IF;
+    IF _alter_queue.max_depth < 1 THEN
+        RAISE EXCEPTION 'invalid max_depth %', _alter_queue.max_depth
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'max_depth must be at least 1.';
+    END IF;
+
+    UPDATE asyncrr.queue
+       SET default_timeout = coalesce(_alter_queue.default_timeout, default_timeout),
+           lease = coalesce(_alter_queue.lease, lease),
+           max_attempts = coalesce(_alter_queue.max_attempts, max_attempts),
+           max_depth = coalesce(_alter_queue.max_depth, max_depth),
+           max_priority = coalesce(_alter_queue.max_priority, max_priority),
+           max_timeout = coalesce(_alter_queue.max_timeout, max_timeout)
+     WHERE queue_name = q.queue_name;
+END
+$$;
+CREATE FUNCTION asyncrr.alter_queue(queue_name text, default_timeout interval DEFAULT NULL,
+                                    lease interval DEFAULT NULL, max_attempts integer DEFAULT NULL,
+                                    max_depth integer DEFAULT NULL, max_priority integer DEFAULT NULL,
+                                    max_timeout interval DEFAULT NULL) RETURNS void
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.alter_queue(text, interval, interval, integer, integer, integer, interval) IS
+    'change a queue''s settings (NULL: unchanged); new requests and claims use them; max_depth bounds its live requests, max_priority and max_timeout what a submit may ask for';
+
+-- The short forms call the full ones as their caller.
+CREATE OR REPLACE FUNCTION asyncrr.fail(correlation_id uuid, error text, retry boolean DEFAULT false) RETURNS text
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT asyncrr.fail($1, $2, NULL::integer, $3)
+$$;
+ALTER FUNCTION asyncrr.fail(uuid, text, boolean) SECURITY INVOKER;
+
+CREATE OR REPLACE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval) RETURNS timestamptz
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT asyncrr.extend_lease($1, $2, NULL::integer)
+$$;
+ALTER FUNCTION asyncrr.extend_lease(uuid, interval) SECURITY INVOKER;
+
+------------------------------------------------------------------------------
+-- The functions in C act for their caller and run their statements as the
+-- owner themselves.
+------------------------------------------------------------------------------
+
+ALTER FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb) SECURITY INVOKER;
+ALTER FUNCTION asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb) SECURITY INVOKER;
+ALTER FUNCTION asyncrr.take_replies(integer) SECURITY INVOKER;
+ALTER FUNCTION asyncrr.claim(text, integer, interval, text, interval) SECURITY INVOKER;
+ALTER FUNCTION asyncrr.complete(uuid, jsonb, integer) SECURITY INVOKER;
+ALTER FUNCTION asyncrr.complete(uuid, jsonb) SECURITY INVOKER;
+ALTER FUNCTION asyncrr.complete_many(uuid[], jsonb[], integer[]) SECURITY INVOKER;
+
+CREATE OR REPLACE FUNCTION asyncrr.close_inbox(cancel_pending boolean DEFAULT false) RETURNS integer
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    AS 'MODULE_PATHNAME', 'asyncrr_close_inbox';
+ALTER FUNCTION asyncrr.close_inbox(boolean) SECURITY INVOKER;
+
+------------------------------------------------------------------------------
+-- Waiting (src/wait.c)
+------------------------------------------------------------------------------
+
+DROP FUNCTION asyncrr.wait(uuid, interval);
+DROP FUNCTION asyncrr._wait(uuid, interval);
+DROP FUNCTION asyncrr._wait_reply(uuid, timestamptz);
+DROP PROCEDURE asyncrr.call(text, jsonb, interval, uuid, text, jsonb, text);
+DROP FUNCTION asyncrr._call_wait(uuid);
+DROP FUNCTION asyncrr._call_submit(text, jsonb, interval, uuid);
+DROP FUNCTION asyncrr._submit(text, jsonb, interval, uuid, integer, jsonb, text);
+DROP FUNCTION asyncrr._call_precheck(text);
+DROP FUNCTION asyncrr._wait_register_reply(uuid);
+DROP FUNCTION asyncrr._wait_register_work(text);
+DROP FUNCTION asyncrr._wait_reset();
+DROP FUNCTION asyncrr._wait_sleep(timestamptz);
+DROP FUNCTION asyncrr._wait_unregister();
+
+CREATE FUNCTION asyncrr.wait(correlation_id uuid, timeout interval DEFAULT '30 seconds')
+    RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text, finished_at timestamptz)
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    AS 'MODULE_PATHNAME', 'asyncrr_wait';
+COMMENT ON FUNCTION asyncrr.wait(uuid, interval) IS
+    'wait (without LISTEN) until a request of this session''s inbox has a reply and take it; after timeout, return its live state and take nothing';
+
+CREATE PROCEDURE asyncrr.wait_for_reply(correlation_id uuid, timeout interval DEFAULT '30 seconds',
+                                        INOUT status text DEFAULT NULL, INOUT reply jsonb DEFAULT NULL,
+                                        INOUT error text DEFAULT NULL)
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    AS 'MODULE_PATHNAME', 'asyncrr_wait_for_reply';
+COMMENT ON PROCEDURE asyncrr.wait_for_reply(uuid, interval, text, jsonb, text) IS
+    'wait() as a procedure, holding no snapshot while it sleeps: the reply''s status, reply and error once it has one (taken), else the live status after timeout';
+
+CREATE PROCEDURE asyncrr.wait_for_work(queue_name text, timeout interval DEFAULT '30 seconds',
+                                       INOUT ready boolean DEFAULT NULL)
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    AS 'MODULE_PATHNAME', 'asyncrr_wait_for_work';
+COMMENT ON PROCEDURE asyncrr.wait_for_work(text, interval, boolean) IS
+    'sleep, holding no snapshot, until a claim of this queue would take something (ready) or the timeout passes (not ready); claims nothing';
+
+-- No SET clause: a procedure with one cannot COMMIT.  It pins its
+-- search_path itself (src/wait.c).
+CREATE PROCEDURE asyncrr.call(queue_name text, payload jsonb, timeout interval DEFAULT NULL,
+                              INOUT correlation_id uuid DEFAULT NULL, INOUT status text DEFAULT NULL,
+                              INOUT reply jsonb DEFAULT NULL, INOUT error text DEFAULT NULL)
+    LANGUAGE c AS 'MODULE_PATHNAME', 'asyncrr_call';
+COMMENT ON PROCEDURE asyncrr.call(text, jsonb, interval, uuid, text, jsonb, text) IS
+    'one round trip in one statement: submit, commit, wait for the reply holding no snapshot and return it; needs autocommit, works through transaction pooling';
+
+DROP VIEW asyncrr.waiters;
+DROP FUNCTION asyncrr._waiters();
+CREATE FUNCTION asyncrr.list_waiters() RETURNS TABLE(pid integer, waits_for text)
+    LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'asyncrr_waiters';
+COMMENT ON FUNCTION asyncrr.list_waiters() IS
+    'backends of this database sleeping in an asyncrr wait; a non-administrator sees only those of its own role';
+
+------------------------------------------------------------------------------
+-- Views: they filter for the role reading them (current_user), with no
+-- internal function.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE VIEW asyncrr.pending WITH (security_barrier) AS
+SELECT r.queue_name, r.correlation_id, r.state, r.priority, r.attempt, r.worker,
+       r.submitted_at, r.deadline, r.lease_until, r.inbox_name AS inbox, r.owner_role AS owner
+  FROM asyncrr.request r
+ WHERE r.state IN ('pending', 'claimed')
+   AND (pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER') OR r.owner_role = current_user);
+
+CREATE OR REPLACE VIEW asyncrr.dead_letters WITH (security_barrier) AS
+SELECT d.queue_name, d.correlation_id, d.reason, d.attempt, d.worker, d.last_error,
+       d.payload, d.headers, d.reply, d.late_reply, d.inbox_name AS inbox,
+       d.submitted_at, d.dead_lettered_at, d.owner_role AS owner
+  FROM asyncrr.dead_letter d
+ WHERE pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER') OR d.owner_role = current_user;
+
+-- A worker with claim on a queue sees all of its requests counted; a
+-- requester with submit only its own.  (The rule of src/privilege.c's
+-- asyncrr_may(), for the reader.)
+CREATE OR REPLACE VIEW asyncrr.queue_stats WITH (security_barrier) AS
+WITH me AS (
+    SELECT pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER') AS admin,
+           pg_catalog.pg_has_role(current_user, 'asyncrr_worker', 'MEMBER') AS worker,
+           pg_catalog.pg_has_role(current_user, 'asyncrr_requester', 'MEMBER') AS requester),
+q AS (
+    SELECT q.queue_name, q.max_depth,
+           me.admin OR (me.worker AND EXISTS (
+               SELECT 1 FROM asyncrr.queue_grant g JOIN pg_catalog.pg_roles r ON r.rolname = g.role_name
+                WHERE g.queue_name = q.queue_name AND g.privilege = 'claim'
+                  AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))) AS whole,
+           me.admin OR (me.requester AND EXISTS (
+               SELECT 1 FROM asyncrr.queue_grant g JOIN pg_catalog.pg_roles r ON r.rolname = g.role_name
+                WHERE g.queue_name = q.queue_name AND g.privilege = 'submit'
+                  AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))) AS own
+      FROM asyncrr.queue q, me)
+SELECT q.queue_name,
+       count(*) FILTER (WHERE r.state = 'pending')       AS pending,
+       count(*) FILTER (WHERE r.state = 'claimed')       AS claimed,
+       now() - min(r.submitted_at) FILTER (WHERE r.state = 'pending') AS oldest_pending_age,
+       count(*) FILTER (WHERE r.state = 'completed')     AS completed,
+       count(*) FILTER (WHERE r.state = 'failed')        AS failed,
+       count(*) FILTER (WHERE r.state = 'timed_out')     AS timed_out,
+       count(*) FILTER (WHERE r.state = 'cancelled')     AS cancelled,
+       count(*) FILTER (WHERE r.state = 'dead_lettered') AS dead_lettered,
+       (SELECT count(*) FROM asyncrr.dead_letter d
+         WHERE d.queue_name = q.queue_name AND (q.whole OR d.owner_role = current_user)) AS dead_letters,
+       q.max_depth
+  FROM q
+  LEFT JOIN asyncrr.request r ON r.queue_name = q.queue_name AND (q.whole OR r.owner_role = current_user)
+ WHERE q.whole OR q.own
+ GROUP BY q.queue_name, q.max_depth, q.whole;
+
+CREATE OR REPLACE VIEW asyncrr.inboxes WITH (security_barrier) AS
+SELECT i.inbox_name AS name, 'asyncrr.' OPERATOR(pg_catalog.||) i.inbox_name AS channel, i.durable,
+       i.holder_pid, i.owner_role,
+       (SELECT count(*) FROM asyncrr.request r
+         WHERE r.inbox_name = i.inbox_name AND r.finished_at IS NOT NULL AND r.taken_at IS NULL)
+           AS untaken_replies,
+       (SELECT count(*) FROM asyncrr.request r
+         WHERE r.inbox_name = i.inbox_name AND r.state IN ('pending', 'claimed')) AS live_requests,
+       i.opened_at, i.released_at
+  FROM asyncrr.inbox i
+ WHERE pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER') OR i.owner_role = current_user;
+
+CREATE OR REPLACE VIEW asyncrr.queue_grants WITH (security_barrier) AS
+SELECT g.queue_name, g.role_name, g.privilege, g.granted_by, g.granted_at
+  FROM asyncrr.queue_grant g
+ WHERE pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER')
+    OR pg_catalog.pg_has_role(current_user,
+                              (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = g.role_name),
+                              'MEMBER');
+
+CREATE VIEW asyncrr.waiters AS
+SELECT w.pid, w.waits_for FROM asyncrr.list_waiters() w;
+COMMENT ON VIEW asyncrr.waiters IS 'backends sleeping in asyncrr.wait, CALL asyncrr.call, wait_for_reply (waits_for reply), claim with wait or wait_for_work (work); a non-administrator sees its own role''s only';
+
+------------------------------------------------------------------------------
+-- Privileges (doc/security.md): the internal functions are the owner's
+-- alone; each role may run its user-facing functions.
+------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL ROUTINES IN SCHEMA asyncrr FROM PUBLIC, asyncrr_requester, asyncrr_worker, asyncrr_admin;
+
+GRANT EXECUTE ON FUNCTION
+    asyncrr.open_inbox(text), asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb),
+    asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb),
+    asyncrr.take_replies(integer), asyncrr.cancel(uuid), asyncrr.close_inbox(boolean),
+    asyncrr.status(uuid), asyncrr.wait(uuid, interval)
+TO asyncrr_requester, asyncrr_admin;
+GRANT EXECUTE ON PROCEDURE
+    asyncrr.call(text, jsonb, interval, uuid, text, jsonb, text),
+    asyncrr.wait_for_reply(uuid, interval, text, jsonb, text)
+TO asyncrr_requester, asyncrr_admin;
+
+GRANT EXECUTE ON FUNCTION
+    asyncrr.claim(text, integer, interval, text, interval),
+    asyncrr.complete(uuid, jsonb), asyncrr.complete(uuid, jsonb, integer),
+    asyncrr.complete_many(uuid[], jsonb[], integer[]),
+    asyncrr.fail(uuid, text, boolean), asyncrr.fail(uuid, text, integer, boolean),
+    asyncrr.extend_lease(uuid, interval), asyncrr.extend_lease(uuid, interval, integer)
+TO asyncrr_worker, asyncrr_admin;
+GRANT EXECUTE ON PROCEDURE asyncrr.wait_for_work(text, interval, boolean)
+TO asyncrr_worker, asyncrr_admin;
+
+GRANT EXECUTE ON FUNCTION
+    asyncrr.create_queue(text, interval, interval, integer), asyncrr.drop_queue(text, boolean),
+    asyncrr.alter_queue(text, interval, interval, integer, integer, integer, interval),
+    asyncrr.grant_queue(text, name, text), asyncrr.revoke_queue(text, name, text),
+    asyncrr.redrive(uuid), asyncrr.redrive_queue(text, text), asyncrr.purge_dead_letters(interval)
+TO asyncrr_admin;
+
+GRANT EXECUTE ON FUNCTION asyncrr.list_waiters() TO asyncrr_requester, asyncrr_worker, asyncrr_admin;
+GRANT SELECT ON asyncrr.waiters TO asyncrr_requester, asyncrr_worker, asyncrr_admin;
