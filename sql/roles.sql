@@ -64,7 +64,7 @@ SELECT p.oid::regprocedure AS function, string_agg(g.rolname, ', ' ORDER BY g.ro
   FROM pg_proc p, aclexplode(p.proacl) a LEFT JOIN pg_roles g ON g.oid = a.grantee
  WHERE p.pronamespace = 'asyncrr'::regnamespace AND a.privilege_type = 'EXECUTE'
    AND a.grantee <> p.proowner
- GROUP BY p.oid ORDER BY 1::text;
+ GROUP BY p.oid ORDER BY p.oid::regprocedure::text;
 -- PUBLIC and the three roles hold no privilege on any table (all changes go
 -- through the functions); on the views only SELECT
 SELECT c.relname, c.relkind, coalesce(g.rolname, 'PUBLIC') AS grantee, a.privilege_type

@@ -70,6 +70,16 @@ static AsyncrrPlan queue_plan = {
 	1, {TEXTOID}
 };
 
+/*
+ * The same, before ALTER EXTENSION asyncrr UPDATE TO '0.3' has added the
+ * bounds: this library serves a 0.2 catalog until then.
+ */
+static AsyncrrPlan queue_plan_0_2 = {
+	"SELECT default_timeout, lease, max_attempts, max_depth, NULL::integer, NULL::interval"
+	"  FROM asyncrr.queue WHERE queue_name = $1",
+	1, {TEXTOID}
+};
+
 /* submit: the ids among these that exist already, in id order */
 static AsyncrrPlan known_ids_plan = {
 	"SELECT correlation_id, owner_role, queue_name, payload FROM asyncrr.request"
@@ -440,10 +450,16 @@ check_same_length(const char *what, int n, const char *other, int m)
  * Taken before the queue's row is read, so a drop in flight is waited for
  * and then seen.
  */
+static Oid
+queue_table(void)
+{
+	return get_relname_relid("queue", get_namespace_oid("asyncrr", false));
+}
+
 void
 asyncrr_lock_queue(text *name, bool exclusive)
 {
-	Oid			classid = get_relname_relid("queue", get_namespace_oid("asyncrr", false));
+	Oid			classid = queue_table();
 	uint32		hash = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(name),
 											   VARSIZE_ANY_EXHDR(name)));
 
@@ -468,7 +484,9 @@ lookup_queue(text *name, const char *privilege, bool lock, Queue *q)
 	if (lock)
 		asyncrr_lock_queue(name, false);
 
-	if (asyncrr_run(&queue_plan, (Datum[]) {PointerGetDatum(name)}, NULL) == 0)
+	if (asyncrr_run(get_attnum(queue_table(), "max_timeout") != InvalidAttrNumber ?
+					&queue_plan : &queue_plan_0_2,
+					(Datum[]) {PointerGetDatum(name)}, NULL) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", text_to_cstring(name)),
