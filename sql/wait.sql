@@ -97,8 +97,9 @@ SET statement_timeout = '200ms';
 SELECT count(*) FROM asyncrr.claim('wait_q', wait => '1 minute');
 RESET statement_timeout;
 
--- A transaction whose commit would wake waiters cannot be prepared: COMMIT
--- PREPARED, later and elsewhere, could not wake them (NOTIFY has the same rule).
+-- A transaction that changed requests cannot be prepared, preloaded or not
+-- (test/t/004_not_preloaded.pl): its commit wakes waiters, which COMMIT
+-- PREPARED, later and elsewhere, could not do (NOTIFY has the same rule).
 SELECT asyncrr.open_inbox('wait-prepared');
 UNLISTEN *;
 BEGIN;

@@ -8,6 +8,9 @@
  * worker, which ends timed-out requests and expired leases, and the
  * shared memory through which commits wake that worker.
  *
+ * Here too is the one transaction callback, which calls each module's part
+ * in a stated order, and the one PREPARE policy.
+ *
  * src/asyncrr.c
  *
  *-------------------------------------------------------------------------
@@ -156,10 +159,66 @@ define_settings(void)
 	MarkGUCPrefixReserved("asyncrr");
 }
 
+/* Did this transaction change asyncrr requests? */
+static bool xact_changed = false;
+
+/*
+ * Called by whatever notes a commit-time effect of a change to requests:
+ * a reply to notify (notify.c), waiters to wake (wait.c), a deadline for
+ * the worker (worker.c).  Preloaded or not, the same transactions count.
+ */
+void
+asyncrr_xact_changed(void)
+{
+	xact_changed = true;
+}
+
+/*
+ * The one transaction callback.  A transaction that changed requests
+ * cannot be prepared: what asyncrr does at commit (notify requesters, wake
+ * waiters and the worker) COMMIT PREPARED, later and perhaps in another
+ * session, could not do; NOTIFY has the same rule.  At PRE_COMMIT and
+ * COMMIT the modules act in this order:
+ *   1. notify.c: reserve dispatcher slots or queue the NOTIFYs, which
+ *      PreCommit_Notify sends right after; at COMMIT, hand them over;
+ *   2. wait.c: at COMMIT, once the changes are visible, wake the waiters;
+ *   3. worker.c: at COMMIT, wake the worker for an earlier deadline;
+ *   4. commit.c: last at PRE_COMMIT, once nothing else will write, decide
+ *      whether this commit may skip the WAL flush.
+ * Each resets its state at the end of the transaction, however it ends.
+ */
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_PREPARE && xact_changed)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot PREPARE a transaction that has changed asyncrr requests"),
+				 errdetail("asyncrr notifies requesters and wakes waiters when such a transaction commits, which COMMIT PREPARED could not do.")));
+	asyncrr_notify_xact_callback(event);
+	asyncrr_wait_xact_callback(event);
+	asyncrr_worker_xact_callback(event);
+	asyncrr_commit_xact_callback(event);
+	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PARALLEL_PRE_COMMIT &&
+		event != XACT_EVENT_PRE_PREPARE)
+		xact_changed = false;
+}
+
+/* A subtransaction's end: the notifications and waits made in it. */
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	asyncrr_notify_subxact_callback(event);
+	asyncrr_wait_subxact_callback(event);
+}
+
 void
 _PG_init(void)
 {
 	define_settings();
+	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
 
 	/* loaded on demand: the SQL functions work, but there is no worker */
 	if (!process_shared_preload_libraries_in_progress)

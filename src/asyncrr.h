@@ -13,6 +13,7 @@
 
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "storage/proc.h"
@@ -114,12 +115,18 @@ extern bool asyncrr_may(text *queue, const char *privilege);
 extern char *asyncrr_backend_id(void);
 extern text *asyncrr_current_inbox_name(bool *durable);
 
+/* asyncrr.c */
+extern void asyncrr_xact_changed(void);
+
 /* commit.c */
+extern void asyncrr_commit_xact_callback(XactEvent event);
 extern bool asyncrr_lazy_commit;
 extern bool asyncrr_xact_unwritten(void);
 extern void asyncrr_allow_lazy_commit(bool unwritten);
 
 /* notify.c */
+extern void asyncrr_notify_xact_callback(XactEvent event);
+extern void asyncrr_notify_subxact_callback(SubXactEvent event);
 extern bool asyncrr_notify_dispatch;
 extern void asyncrr_notify_shmem_request(void);
 extern void asyncrr_notify_shmem_startup(void);
@@ -128,6 +135,7 @@ extern void asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id,
 										   const char *status);
 
 /* worker.c */
+extern void asyncrr_worker_xact_callback(XactEvent event);
 extern void asyncrr_register_bgworker(const char *name, const char *function);
 extern void asyncrr_bgworker_connect(const char *name);
 extern void asyncrr_register_worker(void);
@@ -136,6 +144,8 @@ extern void asyncrr_worker_shmem_startup(void);
 extern void asyncrr_note_deadline_at(TimestampTz at);
 
 /* wait.c */
+extern void asyncrr_wait_xact_callback(XactEvent event);
+extern void asyncrr_wait_subxact_callback(SubXactEvent event);
 extern int	asyncrr_max_waiters;
 extern void asyncrr_wait_shmem_request(void);
 extern void asyncrr_wait_shmem_startup(void);

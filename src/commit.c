@@ -44,10 +44,10 @@ bool		asyncrr_lazy_commit = true;
 
 /* the end of this transaction's WAL when the lazy call ended; 0: none */
 static XLogRecPtr lazy_end = InvalidXLogRecPtr;
-static bool callback_registered = false;
 
-static void
-lazy_commit_xact_callback(XactEvent event, void *arg)
+/* The transaction callback's part here (asyncrr.c calls it last). */
+void
+asyncrr_commit_xact_callback(XactEvent event)
 {
 	switch (event)
 	{
@@ -92,11 +92,6 @@ asyncrr_allow_lazy_commit(bool unwritten)
 	{
 		lazy_end = InvalidXLogRecPtr;
 		return;
-	}
-	if (!callback_registered)
-	{
-		RegisterXactCallback(lazy_commit_xact_callback, NULL);
-		callback_registered = true;
 	}
 	lazy_end = XactLastRecEnd;
 }

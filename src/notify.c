@@ -116,7 +116,6 @@ static PendingNotice *pending = NULL;
 static int	n_pending = 0;
 static int	max_pending = 0;
 static int	n_reserved = 0;		/* ring slots this transaction reserved */
-static bool callbacks_registered = false;
 
 /* ----------------------------------------------------------------
  * Shared memory
@@ -252,18 +251,12 @@ hand_to_dispatcher(void)
 		SetLatch(&GetPGProcByNumber(procno)->procLatch);
 }
 
-static void
-notify_xact_callback(XactEvent event, void *arg)
+/* The transaction callback's part here (asyncrr.c calls it first). */
+void
+asyncrr_notify_xact_callback(XactEvent event)
 {
 	switch (event)
 	{
-		case XACT_EVENT_PRE_PREPARE:
-			/* as NOTIFY: COMMIT PREPARED, later and elsewhere, could not send them */
-			if (n_pending > 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot PREPARE a transaction that has recorded asyncrr replies")));
-			break;
 		case XACT_EVENT_PRE_COMMIT:
 			if (n_pending == 0)
 				break;
@@ -292,9 +285,8 @@ notify_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-static void
-notify_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						SubTransactionId parentSubid, void *arg)
+void
+asyncrr_notify_subxact_callback(SubXactEvent event)
 {
 	int			level = GetCurrentTransactionNestLevel();
 
@@ -322,6 +314,7 @@ asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id, const char *stat
 	char	   *inbox = text_to_cstring(inbox_name);
 	PendingNotice *p;
 
+	asyncrr_xact_changed();
 	asyncrr_wake_reply_at_commit(id);
 	/* a CALL asyncrr.call waits on its latch and has no channel */
 	if (strcmp(inbox, ASYNCRR_CALL_INBOX) == 0)
@@ -329,12 +322,6 @@ asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id, const char *stat
 	if (strlen(inbox) >= NAMEDATALEN || strlen(status) >= STATUS_LEN)
 		elog(ERROR, "asyncrr: inbox name \"%s\" or status \"%s\" too long", inbox, status);
 
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(notify_xact_callback, NULL);
-		RegisterSubXactCallback(notify_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
 	if (n_pending == max_pending)
 	{
 		max_pending = Max(16, max_pending * 2);

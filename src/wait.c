@@ -120,7 +120,7 @@ static bool client_gone = false;
 static uint32 wake_keys[MAX_WAKE_KEYS];
 static int	n_wake_keys = 0;
 static bool wake_everyone = false;
-static bool callbacks_registered = false;
+static bool exit_hook_registered = false;
 
 static Size
 registry_size(void)
@@ -192,18 +192,12 @@ wake_waiters(void)
 	LWLockRelease(registry->lock);
 }
 
-static void
-wait_xact_callback(XactEvent event, void *arg)
+/* The transaction callback's part here (asyncrr.c calls it after notify.c's). */
+void
+asyncrr_wait_xact_callback(XactEvent event)
 {
 	switch (event)
 	{
-		case XACT_EVENT_PRE_PREPARE:
-			/* like NOTIFY: COMMIT PREPARED, elsewhere, could wake nobody */
-			if (n_wake_keys > 0 || wake_everyone)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot PREPARE a transaction that has recorded asyncrr replies or made work claimable")));
-			break;
 		case XACT_EVENT_COMMIT:
 			if (n_wake_keys > 0 || wake_everyone)
 				wake_waiters();
@@ -226,24 +220,22 @@ wait_before_shmem_exit(int code, Datum arg)
 	release_slot();
 }
 
-static void
-wait_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					  SubTransactionId parentSubid, void *arg)
+void
+asyncrr_wait_subxact_callback(SubXactEvent event)
 {
 	/* an error caught inside a wait (PL/pgSQL EXCEPTION) ends the wait */
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		release_slot();
 }
 
+/* A waiter gives its slot back when its backend exits. */
 static void
-ensure_callbacks(void)
+ensure_exit_hook(void)
 {
-	if (!callbacks_registered)
+	if (!exit_hook_registered)
 	{
-		RegisterXactCallback(wait_xact_callback, NULL);
-		RegisterSubXactCallback(wait_subxact_callback, NULL);
 		before_shmem_exit(wait_before_shmem_exit, (Datum) 0);
-		callbacks_registered = true;
+		exit_hook_registered = true;
 	}
 }
 
@@ -264,16 +256,16 @@ require_registry(const char *what)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s requires the READ COMMITTED isolation level", what),
 				 errdetail("A waiter must see what commits after its transaction began.")));
-	ensure_callbacks();
+	ensure_exit_hook();
 }
 
 /* Notes a key whose waiters this transaction's commit must wake. */
 static void
 wake_at_commit(uint32 key)
 {
+	asyncrr_xact_changed();
 	if (registry == NULL)
 		return;					/* not preloaded: nobody can be waiting */
-	ensure_callbacks();
 
 	if (wake_everyone)
 		return;

@@ -74,7 +74,6 @@ static AsyncrrShared *shared = NULL;
 
 /* backend side: the earliest deadline or lease end this transaction wrote */
 static TimestampTz xact_earliest = DT_NOEND;
-static bool xact_callback_registered = false;
 
 /* ----------------------------------------------------------------
  * Shared memory
@@ -105,8 +104,8 @@ asyncrr_worker_shmem_startup(void)
  * Backend side: wake the worker when a commit moves its next wake-up earlier
  * ----------------------------------------------------------------
  */
-static void
-wake_worker_xact_callback(XactEvent event, void *arg)
+void
+asyncrr_worker_xact_callback(XactEvent event)
 {
 	TimestampTz earliest = xact_earliest;
 	int			procno = -1;
@@ -142,13 +141,9 @@ wake_worker_xact_callback(XactEvent event, void *arg)
 void
 asyncrr_note_deadline_at(TimestampTz at)
 {
+	asyncrr_xact_changed();
 	if (shared == NULL)
 		return;
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(wake_worker_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
 	if (at < xact_earliest)
 		xact_earliest = at;
 }

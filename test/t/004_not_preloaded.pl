@@ -50,12 +50,26 @@ like($out, qr/completed \{"y": 2\}$/, 'a whole round trip works when loaded on d
 	SELECT asyncrr.complete('00000000-0000-0000-0000-000000000003', '{}');
 	PREPARE TRANSACTION 'p';
 });
-like($err, qr/cannot PREPARE a transaction that has recorded asyncrr replies/,
+like($err, qr/cannot PREPARE a transaction that has changed asyncrr requests/,
 	'PREPARE TRANSACTION after a reply is refused');
 is($node->safe_psql('postgres', q{
 	SELECT state FROM asyncrr.request WHERE correlation_id = '00000000-0000-0000-0000-000000000003';
 	SELECT count(*) FROM pg_prepared_xacts;
 }), "claimed\n0", 'and nothing was recorded or prepared');
+
+# The same policy, with the same message, as when preloaded
+# (sql/wait.sql): a submit cannot be prepared either.
+($rc, $out, $err) = $node->psql('postgres', q{
+	BEGIN;
+	SELECT asyncrr.submit('q', '{"x": 4}', correlation_id => '00000000-0000-0000-0000-000000000004');
+	PREPARE TRANSACTION 'p';
+});
+like($err, qr/cannot PREPARE a transaction that has changed asyncrr requests/,
+	'PREPARE TRANSACTION after a submit is refused, as when preloaded');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM asyncrr.request WHERE correlation_id = '00000000-0000-0000-0000-000000000004';
+	SELECT count(*) FROM pg_prepared_xacts;
+}), "0\n0", 'and nothing was submitted or prepared');
 
 # settings are known (and reserved) once the library is loaded
 is($node->safe_psql('postgres', "LOAD 'asyncrr'; SHOW asyncrr.max_payload_bytes"),
