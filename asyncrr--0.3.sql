@@ -568,6 +568,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'max_depth must be at least 1.';
     END IF;
+    -- a submit without a timeout gets the default one, which must fit
+    IF coalesce(_alter_queue.default_timeout, q.default_timeout)
+       > coalesce(_alter_queue.max_timeout, q.max_timeout) THEN
+        RAISE EXCEPTION 'default timeout "%" exceeds max_timeout "%" of queue "%"',
+                        coalesce(_alter_queue.default_timeout, q.default_timeout),
+                        coalesce(_alter_queue.max_timeout, q.max_timeout), q.queue_name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     UPDATE asyncrr.queue
        SET default_timeout = coalesce(_alter_queue.default_timeout, default_timeout),

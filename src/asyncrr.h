@@ -105,6 +105,7 @@ typedef struct AsyncrrAsOwner
 
 extern void asyncrr_as_owner_begin(AsyncrrAsOwner *save);
 extern void asyncrr_as_owner_end(AsyncrrAsOwner *save);
+extern bool asyncrr_catalog_0_2(void);
 extern Oid	asyncrr_caller(void);
 extern const char *asyncrr_caller_name(void);
 extern bool asyncrr_is_admin(void);

@@ -107,8 +107,12 @@ current_inbox(bool *isnull)
 }
 
 /*
- * The name of the inbox this session holds now, or NULL (SPI memory); and
- * whether it is durable, if asked.
+ * The name of the inbox this session holds now for the caller, or NULL
+ * (SPI memory); and whether it is durable, if asked.  An inbox is its
+ * owner's: code that acts for another role in this session (SET ROLE, a
+ * SECURITY DEFINER function) neither submits into it nor takes from it.
+ * (A session still holds one inbox at a time: that role cannot open
+ * another here.)
  */
 text *
 asyncrr_current_inbox_name(bool *durable)
@@ -120,6 +124,9 @@ asyncrr_current_inbox_name(bool *durable)
 	if (isnull)
 		return NULL;
 	inbox = DatumGetHeapTupleHeader(row);
+	if (strcmp(NameStr(*DatumGetName(GetAttributeByName(inbox, "owner_role", &isnull))),
+			   asyncrr_caller_name()) != 0)
+		return NULL;
 	if (durable != NULL)
 		*durable = DatumGetBool(GetAttributeByName(inbox, "durable", &isnull));
 	return DatumGetTextPP(GetAttributeByName(inbox, "inbox_name", &isnull));

@@ -57,11 +57,27 @@ static AsyncrrPlan grants_plan = {
 /* The role asyncrr's own code acts for while it runs as the owner, or InvalidOid. */
 static Oid	acting_for = InvalidOid;
 
+/*
+ * Is the catalog still 0.2's, this library having been installed but
+ * ALTER EXTENSION asyncrr UPDATE not yet run?  Its functions are SECURITY
+ * DEFINER, which hides the caller, and 0.2 acted for session_user: so does
+ * this library until the update, or every call would act for the owner.
+ */
+bool
+asyncrr_catalog_0_2(void)
+{
+	Oid			table = get_relname_relid("queue", get_namespace_oid("asyncrr", false));
+
+	return get_attnum(table, "max_timeout") == InvalidAttrNumber;
+}
+
 /* The role asyncrr acts for: the role in effect when its function was called. */
 Oid
 asyncrr_caller(void)
 {
-	return OidIsValid(acting_for) ? acting_for : GetUserId();
+	if (OidIsValid(acting_for))
+		return acting_for;
+	return asyncrr_catalog_0_2() ? GetSessionUserId() : GetUserId();
 }
 
 /* The caller's name, for messages and owner_role. */
@@ -121,7 +137,7 @@ asyncrr_as_owner_begin(AsyncrrAsOwner *save)
 	GetUserIdAndSecContext(&save->userid, &save->sec_context);
 	save->acting_for = acting_for;
 	if (!OidIsValid(acting_for))
-		acting_for = save->userid;
+		acting_for = asyncrr_caller();
 	SetUserIdAndSecContext(owner, save->sec_context | SECURITY_LOCAL_USERID_CHANGE);
 }
 

@@ -13,9 +13,11 @@
  * saved plans (plan.c).  The rules are the same, and so are the messages:
  * the regression suite is the specification.
  *
- * Every function here is declared SECURITY DEFINER with a pinned
- * search_path and enable_seqscan off (see asyncrr--0.1.sql for why), so
- * its queries run as the extension's owner; the caller is session_user.
+ * Every function here is declared with a pinned search_path; those on the
+ * hot path also with enable_seqscan and jit off (asyncrr--0.3.sql says
+ * why).  None is SECURITY DEFINER: each acts for the role in effect when
+ * it is called, and plan.c runs its statements as the extension's owner
+ * (privilege.c).
  *
  * src/request.c
  *
@@ -96,6 +98,12 @@ static AsyncrrPlan depth_plan = {
 
 static AsyncrrPlan open_session_inbox_plan = {
 	"SELECT (asyncrr._hold_inbox(asyncrr._session_inbox_name(), false)).inbox_name",
+	0, {InvalidOid}
+};
+
+/* (named _open_inbox until 0.3) */
+static AsyncrrPlan open_session_inbox_plan_0_2 = {
+	"SELECT (asyncrr._open_inbox(asyncrr._session_inbox_name(), false)).inbox_name",
 	0, {InvalidOid}
 };
 
@@ -484,8 +492,7 @@ lookup_queue(text *name, const char *privilege, bool lock, Queue *q)
 	if (lock)
 		asyncrr_lock_queue(name, false);
 
-	if (asyncrr_run(get_attnum(queue_table(), "max_timeout") != InvalidAttrNumber ?
-					&queue_plan : &queue_plan_0_2,
+	if (asyncrr_run(asyncrr_catalog_0_2() ? &queue_plan_0_2 : &queue_plan,
 					(Datum[]) {PointerGetDatum(name)}, NULL) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -875,7 +882,8 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		inbox = asyncrr_current_inbox_name(NULL);
 	if (inbox == NULL)
 	{
-		asyncrr_run(&open_session_inbox_plan, NULL, NULL);
+		asyncrr_run(asyncrr_catalog_0_2() ? &open_session_inbox_plan_0_2 : &open_session_inbox_plan,
+					NULL, NULL);
 		inbox = DatumGetTextPP(asyncrr_value(0, 1, &isnull));
 	}
 

@@ -498,8 +498,8 @@ asyncrr_call_precheck(PG_FUNCTION_ARGS)
  * asyncrr.list_waiters() RETURNS TABLE(pid integer, waits_for text)
  *
  * The backends of this database in the registry now; for a caller that is
- * not an administrator, only the backends of its own role (as login or
- * SET SESSION AUTHORIZATION made them); none when not preloaded.
+ * not an administrator, only those that logged in as its role; none when
+ * not preloaded.
  */
 Datum
 asyncrr_waiters(PG_FUNCTION_ARGS)
@@ -669,6 +669,7 @@ wait_for_reply(FunctionCallInfo fcinfo, pg_uuid_t *id, TimestampTz until, bool r
 				RESUME_INTERRUPTS();
 			}
 			asyncrr_waiter_stop();
+			/* in case what was pending ended nothing: the request is cancelled */
 			if (call)
 				ereport(ERROR,
 						(errcode(ERRCODE_QUERY_CANCELED),
