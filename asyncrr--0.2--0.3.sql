@@ -56,10 +56,6 @@ CREATE FUNCTION asyncrr._check_size(what text, value text) RETURNS void
 CREATE OR REPLACE FUNCTION asyncrr._session_inbox_name() RETURNS text
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_session_inbox_name';
 
-CREATE OR REPLACE FUNCTION asyncrr._may(queue_name text, privilege text) RETURNS boolean
-    LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_may_sql';
-ALTER FUNCTION asyncrr._may(text, text) SECURITY INVOKER;
 
 CREATE OR REPLACE FUNCTION asyncrr._sees(owner_role name) RETURNS boolean
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
@@ -90,24 +86,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION asyncrr._queue(queue_name text, privilege text, lock boolean DEFAULT true)
-    RETURNS asyncrr.queue
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    q asyncrr.queue;
-BEGIN
-    PERFORM asyncrr._require(CASE privilege WHEN 'submit' THEN 'requester' ELSE 'worker' END, privilege);
-    q := asyncrr._queue(queue_name, lock);
-    IF NOT asyncrr._may(q.queue_name, privilege) THEN
-        RAISE EXCEPTION 'permission denied for queue "%"', q.queue_name
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('Role "%s" has no %s privilege on it.', asyncrr._caller(), privilege),
-                  HINT = 'An asyncrr_admin member grants it with asyncrr.grant_queue().';
-    END IF;
-    RETURN q;
-END
-$$;
 
 -- Opens (or re-opens) an inbox for this session and LISTENs on its channel
 -- (0.2's _open_inbox: the name now belongs to open_inbox's body).
@@ -121,7 +99,9 @@ DECLARE
     i asyncrr.inbox;
 BEGIN
     IF cur.inbox_name IS NOT NULL THEN
-        IF cur.inbox_name = _hold_inbox.inbox_name THEN
+        -- held for its owner only: code acting for another role in this
+        -- session (SET ROLE, SECURITY DEFINER) cannot use it
+        IF cur.inbox_name = _hold_inbox.inbox_name AND cur.owner_role = asyncrr._caller() THEN
             RETURN cur;
         END IF;
         RAISE EXCEPTION 'this session already holds inbox "%"', cur.inbox_name
@@ -188,27 +168,9 @@ CREATE FUNCTION asyncrr.open_inbox(inbox_name text DEFAULT NULL) RETURNS text
 COMMENT ON FUNCTION asyncrr.open_inbox(text) IS
     'open this session''s reply inbox (NULL: a session inbox; a name: a durable inbox, which belongs to the role that first opened it), LISTEN on it, return its channel';
 
-DROP FUNCTION asyncrr.cancel(uuid);
-CREATE FUNCTION asyncrr._cancel(correlation_id uuid) RETURNS boolean
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r asyncrr.request;
-BEGIN
-    PERFORM asyncrr._require('requester', 'cancel');
-    r := asyncrr._request_for_update(correlation_id);
-    IF r.state NOT IN ('pending', 'claimed') THEN
-        RETURN false;
-    END IF;
-    PERFORM asyncrr._end_request(r.correlation_id, 'cancelled', NULL, 'cancelled by the requester', NULL);
-    RETURN true;
-END
-$$;
-CREATE FUNCTION asyncrr.cancel(correlation_id uuid) RETURNS boolean
-    LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
-COMMENT ON FUNCTION asyncrr.cancel(uuid) IS
-    'cancel a live request of this role (its requester gets a cancelled reply); false if it had already ended';
+CREATE OR REPLACE FUNCTION asyncrr.cancel(correlation_id uuid) RETURNS boolean
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    AS 'MODULE_PATHNAME', 'asyncrr_cancel';
 
 DROP FUNCTION asyncrr.status(uuid);
 CREATE FUNCTION asyncrr._status(correlation_id uuid)
@@ -236,90 +198,15 @@ CREATE FUNCTION asyncrr.status(correlation_id uuid)
 COMMENT ON FUNCTION asyncrr.status(uuid) IS
     'the whole story of one request of this role, live or ended: one row, or none for an unknown id or another role''s';
 
-DROP FUNCTION asyncrr.fail(uuid, text, integer, boolean);
-CREATE FUNCTION asyncrr._fail(correlation_id uuid, error text, attempt integer, retry boolean)
+CREATE OR REPLACE FUNCTION asyncrr.fail(correlation_id uuid, error text, attempt integer, retry boolean DEFAULT false)
     RETURNS text
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    r asyncrr.request;
-BEGIN
-    PERFORM asyncrr._require('worker', 'fail');
-    r := asyncrr._request_for_update(_fail.correlation_id, 'claim');
-    PERFORM asyncrr._check_not_null('error', _fail.error);
-    PERFORM asyncrr._check_size('error', _fail.error);
-    PERFORM asyncrr._check_not_null('retry', _fail.retry);
-    IF asyncrr._stale_claim(r, _fail.attempt) THEN
-        RETURN 'late';
-    ELSIF r.state = 'pending' THEN
-        RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = 'Only a claimed request can be completed or failed.',
-                  HINT = 'Claim it with asyncrr.claim() first.';
-    ELSIF r.state <> 'claimed' THEN
-        RETURN asyncrr._after_end(r, NULL);
-    END IF;
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    AS 'MODULE_PATHNAME', 'asyncrr_fail';
 
-    IF NOT _fail.retry THEN
-        PERFORM asyncrr._end_request(r.correlation_id, 'failed', NULL, _fail.error, NULL);
-        RETURN 'failed';
-    ELSIF r.attempt >= r.max_attempts THEN
-        PERFORM asyncrr._end_request(r.correlation_id, 'dead_lettered', NULL, _fail.error, 'max_attempts');
-        RETURN 'dead_lettered';
-    END IF;
-
-    UPDATE asyncrr.request
-       SET state = 'pending', lease_until = NULL, error = _fail.error
-     WHERE correlation_id = r.correlation_id;
-    PERFORM asyncrr._wake_work_at_commit(r.queue_name);
-    RETURN 'retrying';
-END
-$$;
-CREATE FUNCTION asyncrr.fail(correlation_id uuid, error text, attempt integer, retry boolean DEFAULT false)
-    RETURNS text
-    LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
-COMMENT ON FUNCTION asyncrr.fail(uuid, text, integer, boolean) IS
-    'fail the claim with this attempt: failed, retrying or dead_lettered; duplicate / late as for complete()';
-
-DROP FUNCTION asyncrr.extend_lease(uuid, interval, integer);
-CREATE FUNCTION asyncrr._extend_lease(correlation_id uuid, extra interval, attempt integer)
+CREATE OR REPLACE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval, attempt integer)
     RETURNS timestamptz
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    r asyncrr.request;
-    new_end timestamptz;
-BEGIN
-    PERFORM asyncrr._require('worker', 'extend_lease');
-    r := asyncrr._request_for_update(_extend_lease.correlation_id, 'claim');
-    PERFORM asyncrr._check_positive('lease extension', _extend_lease.extra);
-    IF asyncrr._stale_claim(r, _extend_lease.attempt) THEN
-        RAISE EXCEPTION 'claim of request "%" is no longer current', r.correlation_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = CASE WHEN _extend_lease.attempt IS NULL
-                                THEN 'Another session has claimed it since.'
-                                ELSE format('Attempt %s is over: the request is %s, at attempt %s.',
-                                            _extend_lease.attempt, r.state, r.attempt) END;
-    ELSIF r.state <> 'claimed' THEN
-        RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = format('Its state is %s: the claim is no longer current.', r.state);
-    END IF;
-    new_end := now() + _extend_lease.extra;
-    UPDATE asyncrr.request SET lease_until = new_end WHERE correlation_id = r.correlation_id;
-    PERFORM asyncrr._note_deadline(new_end);
-    RETURN new_end;
-END
-$$;
-CREATE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval, attempt integer)
-    RETURNS timestamptz
-    LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
-COMMENT ON FUNCTION asyncrr.extend_lease(uuid, interval, integer) IS
-    'heartbeat for the claim with this attempt: its lease now ends extra from now; returns the new end';
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    AS 'MODULE_PATHNAME', 'asyncrr_extend_lease';
 
 DROP FUNCTION asyncrr.create_queue(text, interval, interval, integer);
 CREATE FUNCTION asyncrr._create_queue(queue_name text,
@@ -360,49 +247,9 @@ CREATE FUNCTION asyncrr.create_queue(queue_name text,
 COMMENT ON FUNCTION asyncrr.create_queue(text, interval, interval, integer) IS
     'create a queue: default request timeout, claim lease, and how many claims a request gets';
 
-DROP FUNCTION asyncrr.drop_queue(text, boolean);
-CREATE FUNCTION asyncrr._drop_queue(queue_name text, force boolean) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    q asyncrr.queue;
-    live bigint;
-    id uuid;
-BEGIN
-    PERFORM asyncrr._require('admin', 'drop_queue');
-    PERFORM asyncrr._check_not_null('force', _drop_queue.force);
-    -- wait for submits (and drops) in flight to this queue, and keep new
-    -- ones out; taken before _queue() reads the row
-    PERFORM asyncrr._lock_queue(_drop_queue.queue_name, true);
-    q := asyncrr._queue(_drop_queue.queue_name);
-
-    SELECT count(*) INTO live FROM asyncrr.request
-     WHERE queue_name = q.queue_name AND state IN ('pending', 'claimed');
-    IF live > 0 AND NOT _drop_queue.force THEN
-        RAISE EXCEPTION 'queue "%" has % live requests', q.queue_name, live
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Wait for them to end, or use force => true to dead-letter them.';
-    END IF;
-
-    FOR id IN SELECT correlation_id FROM asyncrr.request
-               WHERE queue_name = q.queue_name AND state IN ('pending', 'claimed')
-               ORDER BY correlation_id      -- the one lock order (src/request.c)
-               FOR UPDATE
-    LOOP
-        PERFORM asyncrr._end_request(id, 'dead_lettered', NULL,
-                                     format('queue "%s" was dropped', q.queue_name), 'queue_dropped');
-    END LOOP;
-
-    DELETE FROM asyncrr.queue_grant WHERE queue_name = q.queue_name;
-    DELETE FROM asyncrr.queue WHERE queue_name = q.queue_name;
-END
-$$;
-CREATE FUNCTION asyncrr.drop_queue(queue_name text, force boolean DEFAULT false) RETURNS void
+CREATE OR REPLACE FUNCTION asyncrr.drop_queue(queue_name text, force boolean DEFAULT false) RETURNS void
     LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
-COMMENT ON FUNCTION asyncrr.drop_queue(text, boolean) IS
-    'drop a queue and its grants; refused while it has live requests unless force, which dead-letters them (reason queue_dropped)';
+    AS 'MODULE_PATHNAME', 'asyncrr_drop_queue';
 
 DROP FUNCTION asyncrr.grant_queue(text, name, text);
 CREATE FUNCTION asyncrr._grant_queue(queue_name text, role_name name, privilege text) RETURNS void
@@ -446,77 +293,13 @@ CREATE FUNCTION asyncrr.revoke_queue(queue_name text, role_name name, privilege 
 COMMENT ON FUNCTION asyncrr.revoke_queue(text, name, text) IS
     'take back a privilege (submit, claim or all) on a queue from a role; revoking what was not granted does nothing';
 
-DROP FUNCTION asyncrr.redrive(uuid);
-CREATE FUNCTION asyncrr._redrive(correlation_id uuid) RETURNS uuid
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    d asyncrr.dead_letter;
-    q asyncrr.queue;
-    new_id uuid := pg_catalog.gen_random_uuid();
-BEGIN
-    PERFORM asyncrr._require('admin', 'redrive');
-    PERFORM asyncrr._check_not_null('correlation id', _redrive.correlation_id);
-    DELETE FROM asyncrr.dead_letter WHERE correlation_id = _redrive.correlation_id
-    RETURNING * INTO d;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'dead letter "%" does not exist', _redrive.correlation_id
-            USING ERRCODE = 'undefined_object';
-    END IF;
-    q := asyncrr._queue(d.queue_name);
-
-    INSERT INTO asyncrr.request
-           (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,
-            state, max_attempts, submitted_at, timeout, deadline, redriven_from)
-    VALUES (new_id, q.queue_name, d.inbox_name, d.owner_role, d.payload, d.headers, d.priority,
-            'pending', q.max_attempts, now(), d.timeout, now() + d.timeout, d.correlation_id);
-    UPDATE asyncrr.request SET redriven_to = new_id WHERE correlation_id = d.correlation_id;
-    PERFORM asyncrr._note_deadline(now() + d.timeout);
-    PERFORM asyncrr._wake_work_at_commit(q.queue_name);
-    RETURN new_id;
-END
-$$;
-CREATE FUNCTION asyncrr.redrive(correlation_id uuid) RETURNS uuid
+CREATE OR REPLACE FUNCTION asyncrr.redrive(correlation_id uuid) RETURNS uuid
     LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
-COMMENT ON FUNCTION asyncrr.redrive(uuid) IS
-    'send a dead-lettered request back to its queue as a new request (new id, same inbox, payload and headers); returns the new id';
+    AS 'MODULE_PATHNAME', 'asyncrr_redrive';
 
-DROP FUNCTION asyncrr.redrive_queue(text, text);
-CREATE FUNCTION asyncrr._redrive_queue(queue_name text, reason text) RETURNS bigint
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    q asyncrr.queue;
-    id uuid;
-    n bigint := 0;
-BEGIN
-    PERFORM asyncrr._require('admin', 'redrive_queue');
-    q := asyncrr._queue(_redrive_queue.queue_name);
-    IF _redrive_queue.reason IS NOT NULL
-       AND _redrive_queue.reason NOT IN ('timeout', 'max_attempts', 'queue_dropped', 'requester_gone') THEN
-        RAISE EXCEPTION 'invalid dead letter reason "%"', _redrive_queue.reason
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'Reasons are timeout, max_attempts, queue_dropped and requester_gone.';
-    END IF;
-    FOR id IN SELECT correlation_id FROM asyncrr.dead_letter
-               WHERE queue_name = q.queue_name
-                 AND (_redrive_queue.reason IS NULL OR reason = _redrive_queue.reason)
-               ORDER BY dead_lettered_at
-    LOOP
-        PERFORM asyncrr.redrive(id);
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
-CREATE FUNCTION asyncrr.redrive_queue(queue_name text, reason text DEFAULT NULL) RETURNS bigint
+CREATE OR REPLACE FUNCTION asyncrr.redrive_queue(queue_name text, reason text DEFAULT NULL) RETURNS bigint
     LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
-COMMENT ON FUNCTION asyncrr.redrive_queue(text, text) IS
-    'redrive every dead letter of a queue (optionally only those with one reason); returns how many';
+    AS 'MODULE_PATHNAME', 'asyncrr_redrive_queue';
 
 DROP FUNCTION asyncrr.purge_dead_letters(interval);
 CREATE FUNCTION asyncrr._purge_dead_letters(older_than interval) RETURNS bigint
@@ -635,6 +418,22 @@ CREATE OR REPLACE FUNCTION asyncrr.close_inbox(cancel_pending boolean DEFAULT fa
     LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
     AS 'MODULE_PATHNAME', 'asyncrr_close_inbox';
 ALTER FUNCTION asyncrr.close_inbox(boolean) SECURITY INVOKER;
+
+------------------------------------------------------------------------------
+-- The background worker's steps that change requests are C, with the rest
+-- of the state changes (src/request.c); the helpers only the SQL versions
+-- of those needed go (at the end, once the views no longer use _may).
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION asyncrr._expire_deadlines(batch_size integer) RETURNS integer
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off
+    AS 'MODULE_PATHNAME', 'asyncrr_expire_deadlines';
+CREATE OR REPLACE FUNCTION asyncrr._expire_leases(batch_size integer) RETURNS integer
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off
+    AS 'MODULE_PATHNAME', 'asyncrr_expire_leases';
+CREATE OR REPLACE FUNCTION asyncrr._orphan_inboxes(batch_size integer, grace interval) RETURNS integer
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_orphan_inboxes';
 
 ------------------------------------------------------------------------------
 -- Waiting (src/wait.c)
@@ -770,6 +569,20 @@ SELECT g.queue_name, g.role_name, g.privilege, g.granted_by, g.granted_at
 CREATE VIEW asyncrr.waiters AS
 SELECT w.pid, w.waits_for FROM asyncrr.list_waiters() w;
 COMMENT ON VIEW asyncrr.waiters IS 'backends sleeping in asyncrr.wait, CALL asyncrr.call, wait_for_reply (waits_for reply), claim with wait or wait_for_work (work); a non-administrator sees its own role''s only';
+
+-- The helpers that only the SQL versions of the state changes needed.
+DROP FUNCTION asyncrr._time_out(uuid);
+DROP FUNCTION asyncrr._end_request(uuid, text, jsonb, text, text);
+DROP FUNCTION asyncrr._after_end(asyncrr.request, jsonb);
+DROP FUNCTION asyncrr._stale_claim(asyncrr.request, integer);
+DROP FUNCTION asyncrr._request_for_update(uuid, text);
+DROP FUNCTION asyncrr._note_deadline(timestamptz);
+DROP FUNCTION asyncrr._wake_work_at_commit(text);
+DROP FUNCTION asyncrr._notify_reply(text, uuid, text);
+DROP FUNCTION asyncrr._unlisten(text);
+DROP FUNCTION asyncrr._queue(text, text, boolean);
+DROP FUNCTION asyncrr._may(text, text);
+DROP FUNCTION asyncrr._backend_id();
 
 ------------------------------------------------------------------------------
 -- Privileges (doc/security.md): the internal functions are the owner's

@@ -128,7 +128,7 @@ CREATE TABLE asyncrr.request (
     redriven_from       uuid,
     redriven_to         uuid,
     -- fencing: the backend that made the latest claim, and those that made
-    -- the earlier ones (asyncrr._backend_id(); see asyncrr._stale_claim())
+    -- the earlier ones (asyncrr_backend_id() and stale_claim() in src/)
     claimed_by          text,
     earlier_claimers    text[],
     CHECK ((state IN ('pending', 'claimed')) = (finished_at IS NULL)),
@@ -205,23 +205,12 @@ CREATE FUNCTION asyncrr._check_not_null(what text, value anyelement) RETURNS voi
 CREATE FUNCTION asyncrr._check_positive(what text, value interval) RETURNS void
     LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'asyncrr_check_positive_sql';
 
--- Inboxes and their channels: LISTEN, UNLISTEN and the one notification
--- of a reply.
+-- An inbox's channel, and LISTEN on it (src/notify.c sends the one
+-- notification of each reply; close_inbox UNLISTENs).
 CREATE FUNCTION asyncrr._channel(inbox_name text) RETURNS text
     LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'asyncrr_channel';
-CREATE FUNCTION asyncrr._notify_reply(inbox_name text, correlation_id uuid, status text) RETURNS void
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_notify_reply';
 CREATE FUNCTION asyncrr._listen(channel text) RETURNS void
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_listen';
-CREATE FUNCTION asyncrr._unlisten(channel text) RETURNS void
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_unlisten';
-
--- The background worker: the next deadline or lease end it must look at,
--- and a wake-up, at commit, for the claims waiting on a queue.
-CREATE FUNCTION asyncrr._note_deadline(at timestamptz) RETURNS void
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_note_deadline';
-CREATE FUNCTION asyncrr._wake_work_at_commit(queue_name text) RETURNS void
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'asyncrr_wake_work_at_commit';
 
 -- Privileges (doc/security.md).  The caller is the role in effect when its
 -- asyncrr function was called; SET ROLE changes whom a session acts for.
@@ -239,13 +228,6 @@ CREATE FUNCTION asyncrr._is_admin() RETURNS boolean
 -- function in the message.
 CREATE FUNCTION asyncrr._require(kind text, fn text) RETURNS void
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_require_sql';
--- May the caller use this privilege (submit or claim) on the queue?  It
--- needs membership in asyncrr_requester (submit) or asyncrr_worker (claim)
--- and a grant to a role it is a member of; or to be an administrator.
--- Answers only about the caller; a grant to a dropped role counts for no one.
-CREATE FUNCTION asyncrr._may(queue_name text, privilege text) RETURNS boolean
-    LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_may_sql';
 
 -- A queue's lock against drop_queue: shared (submit) or exclusive (drop).
 -- A lock no SQL command can take, unlike an advisory lock, which any role
@@ -253,12 +235,9 @@ CREATE FUNCTION asyncrr._may(queue_name text, privilege text) RETURNS boolean
 CREATE FUNCTION asyncrr._lock_queue(queue_name text, exclusive boolean) RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'asyncrr_lock_queue_sql';
 
--- This backend: its start time, and its id as recorded on the requests it
--- claims (PID and start time).
+-- This backend's start time (with its PID, who holds an inbox).
 CREATE FUNCTION asyncrr._backend_start() RETURNS timestamptz
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_backend_start';
-CREATE FUNCTION asyncrr._backend_id() RETURNS text
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_backend_id_sql';
 
 -- A session inbox's name: "_session_" and 64 random bits, drawn once per
 -- backend.  It starts with "_", which no durable inbox name may, so the
@@ -270,44 +249,6 @@ CREATE FUNCTION asyncrr._session_inbox_name() RETURNS text
 CREATE FUNCTION asyncrr._current_inbox() RETURNS asyncrr.inbox
     LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_current_inbox_sql';
-
--- The functions on the hot path (submit, claim, complete, take, wait,
--- status, and the helpers they share) run with enable_seqscan off.  They
--- find requests by primary key or through a partial index, and a plan made
--- while the statistics say the table is empty (e.g. just after retention
--- emptied it and autovacuum analyzed it) would scan the whole table
--- instead, for as long as the session keeps the plan: a 200,000-request
--- submit in one transaction turned quadratic (over 10 minutes).  And with
--- jit off: a plan with a disabled node costs more than jit_above_cost, and
--- compiling it took 180 ms per claim.
---
--- The request, locked for update.  Unknown and NULL ids are refused here,
--- and so, with the very same error, are the ids the caller may not touch:
--- without privilege, requests of other roles (cancel); with privilege
--- "claim", requests of queues the caller may not claim from (complete,
--- fail, extend_lease).  A foreign row is never locked or waited for.
-CREATE FUNCTION asyncrr._request_for_update(correlation_id uuid, privilege text DEFAULT NULL)
-    RETURNS asyncrr.request
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
-    AS 'MODULE_PATHNAME', 'asyncrr_request_for_update_sql';
-
--- Fencing: is the caller's claim of r no longer the current one?  With the
--- claim's attempt: r is at another attempt, or the lease of that attempt
--- ran out and r went back to its queue.  Without it: this backend made an
--- earlier claim of r, and another backend the latest one.
-CREATE FUNCTION asyncrr._stale_claim(r asyncrr.request, attempt integer) RETURNS boolean
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'asyncrr_stale_claim_sql';
-
--- The one place where a request ends.  Every outcome goes through here:
--- complete, fail, cancel, close_inbox, drop_queue, the worker's deadlines
--- and leases.  It records the outcome as the request's reply (only if the
--- request is still live: no second outcome ever overwrites the first),
--- keeps a dead letter when there is a reason for one, and queues the one
--- notification of the reply on its inbox's channel.
-CREATE FUNCTION asyncrr._end_request(correlation_id uuid, state text, reply jsonb, error text,
-                                     dead_letter_reason text) RETURNS void
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
-    AS 'MODULE_PATHNAME', 'asyncrr_end_request_sql';
 
 ------------------------------------------------------------------------------
 -- Internal helpers, in SQL.
@@ -353,49 +294,6 @@ BEGIN
 END
 $$;
 
--- The queue, for a caller that needs a privilege on it: submit (members of
--- asyncrr_requester) or claim (asyncrr_worker).  The privilege is named
--- after the function that needs it, which the refusal names.
-CREATE FUNCTION asyncrr._queue(queue_name text, privilege text, lock boolean DEFAULT true)
-    RETURNS asyncrr.queue
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    q asyncrr.queue;
-BEGIN
-    PERFORM asyncrr._require(CASE privilege WHEN 'submit' THEN 'requester' ELSE 'worker' END, privilege);
-    q := asyncrr._queue(queue_name, lock);
-    IF NOT asyncrr._may(q.queue_name, privilege) THEN
-        RAISE EXCEPTION 'permission denied for queue "%"', q.queue_name
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('Role "%s" has no %s privilege on it.', asyncrr._caller(), privilege),
-                  HINT = 'An asyncrr_admin member grants it with asyncrr.grant_queue().';
-    END IF;
-    RETURN q;
-END
-$$;
-
--- The outcome a worker's complete() or fail() gets for a request that has
--- already ended: "duplicate" when a worker ended it, "late" otherwise; a
--- late reply is kept for audit on the request and its dead letter.
-CREATE FUNCTION asyncrr._after_end(r asyncrr.request, late_reply jsonb) RETURNS text
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
-AS $$
-#variable_conflict use_column
-BEGIN
-    IF r.state IN ('completed', 'failed') THEN
-        RETURN 'duplicate';
-    END IF;
-    IF late_reply IS NOT NULL THEN
-        UPDATE asyncrr.request SET late_reply = _after_end.late_reply
-         WHERE correlation_id = r.correlation_id;
-        UPDATE asyncrr.dead_letter SET late_reply = _after_end.late_reply
-         WHERE correlation_id = r.correlation_id;
-    END IF;
-    RETURN 'late';
-END
-$$;
-
 -- Opens (or re-opens) an inbox for this session and LISTENs on its channel.
 CREATE FUNCTION asyncrr._hold_inbox(inbox_name text, durable boolean) RETURNS asyncrr.inbox
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -406,7 +304,9 @@ DECLARE
     i asyncrr.inbox;
 BEGIN
     IF cur.inbox_name IS NOT NULL THEN
-        IF cur.inbox_name = _hold_inbox.inbox_name THEN
+        -- held for its owner only: code acting for another role in this
+        -- session (SET ROLE, SECURITY DEFINER) cannot use it
+        IF cur.inbox_name = _hold_inbox.inbox_name AND cur.owner_role = asyncrr._caller() THEN
             RETURN cur;
         END IF;
         RAISE EXCEPTION 'this session already holds inbox "%"', cur.inbox_name
@@ -451,10 +351,22 @@ $$;
 ------------------------------------------------------------------------------
 -- Queues
 --
--- Here and below, a user-facing function written in SQL or PL/pgSQL comes
--- in two parts: its body asyncrr._<name>, and asyncrr.<name>, a C entry
+-- Every change to a request is made in C (src/request.c: one function
+-- ends requests, one lock order).  Here and below, a user-facing function
+-- written in SQL or PL/pgSQL (administration, inboxes, status) comes in
+-- two parts: its body asyncrr._<name>, and asyncrr.<name>, a C entry
 -- (asyncrr_as_owner) that runs the body as the extension's owner, acting
 -- for the caller (asyncrr._caller()).
+--
+-- The functions on the hot path (submit, claim, complete, fail, cancel,
+-- take, wait) run with enable_seqscan off.  They find requests by primary
+-- key or through a partial index, and a plan made while the statistics
+-- say the table is empty (e.g. just after retention emptied it and
+-- autovacuum analyzed it) would scan the whole table instead, for as long
+-- as the session keeps the plan: a 200,000-request submit in one
+-- transaction turned quadratic (over 10 minutes).  And with jit off: a
+-- plan with a disabled node costs more than jit_above_cost, and compiling
+-- it took 180 ms per claim.
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION asyncrr._create_queue(queue_name text,
@@ -495,46 +407,9 @@ CREATE FUNCTION asyncrr.create_queue(queue_name text,
 COMMENT ON FUNCTION asyncrr.create_queue(text, interval, interval, integer) IS
     'create a queue: default request timeout, claim lease, and how many claims a request gets';
 
-CREATE FUNCTION asyncrr._drop_queue(queue_name text, force boolean) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    q asyncrr.queue;
-    live bigint;
-    id uuid;
-BEGIN
-    PERFORM asyncrr._require('admin', 'drop_queue');
-    PERFORM asyncrr._check_not_null('force', _drop_queue.force);
-    -- wait for submits (and drops) in flight to this queue, and keep new
-    -- ones out; taken before _queue() reads the row
-    PERFORM asyncrr._lock_queue(_drop_queue.queue_name, true);
-    q := asyncrr._queue(_drop_queue.queue_name);
-
-    SELECT count(*) INTO live FROM asyncrr.request
-     WHERE queue_name = q.queue_name AND state IN ('pending', 'claimed');
-    IF live > 0 AND NOT _drop_queue.force THEN
-        RAISE EXCEPTION 'queue "%" has % live requests', q.queue_name, live
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Wait for them to end, or use force => true to dead-letter them.';
-    END IF;
-
-    FOR id IN SELECT correlation_id FROM asyncrr.request
-               WHERE queue_name = q.queue_name AND state IN ('pending', 'claimed')
-               ORDER BY correlation_id      -- the one lock order (src/request.c)
-               FOR UPDATE
-    LOOP
-        PERFORM asyncrr._end_request(id, 'dead_lettered', NULL,
-                                     format('queue "%s" was dropped', q.queue_name), 'queue_dropped');
-    END LOOP;
-
-    DELETE FROM asyncrr.queue_grant WHERE queue_name = q.queue_name;
-    DELETE FROM asyncrr.queue WHERE queue_name = q.queue_name;
-END
-$$;
 CREATE FUNCTION asyncrr.drop_queue(queue_name text, force boolean DEFAULT false) RETURNS void
     LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+    AS 'MODULE_PATHNAME', 'asyncrr_drop_queue';
 COMMENT ON FUNCTION asyncrr.drop_queue(text, boolean) IS
     'drop a queue and its grants; refused while it has live requests unless force, which dead-letters them (reason queue_dropped)';
 
@@ -710,24 +585,9 @@ CREATE FUNCTION asyncrr.take_replies(max_replies integer DEFAULT 100)
 COMMENT ON FUNCTION asyncrr.take_replies(integer) IS
     'return and consume the replies waiting in this session''s inbox, oldest first; each reply is handed out once';
 
-CREATE FUNCTION asyncrr._cancel(correlation_id uuid) RETURNS boolean
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r asyncrr.request;
-BEGIN
-    PERFORM asyncrr._require('requester', 'cancel');
-    r := asyncrr._request_for_update(correlation_id);
-    IF r.state NOT IN ('pending', 'claimed') THEN
-        RETURN false;
-    END IF;
-    PERFORM asyncrr._end_request(r.correlation_id, 'cancelled', NULL, 'cancelled by the requester', NULL);
-    RETURN true;
-END
-$$;
 CREATE FUNCTION asyncrr.cancel(correlation_id uuid) RETURNS boolean
-    LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    AS 'MODULE_PATHNAME', 'asyncrr_cancel';
 COMMENT ON FUNCTION asyncrr.cancel(uuid) IS
     'cancel a live request of this role (its requester gets a cancelled reply); false if it had already ended';
 
@@ -805,49 +665,10 @@ CREATE FUNCTION asyncrr.complete_many(correlation_ids uuid[], replies jsonb[], a
 COMMENT ON FUNCTION asyncrr.complete_many(uuid[], jsonb[], integer[]) IS
     'complete() for many claimed requests in one call, replies and attempts paired with the ids; returns each id with what complete() would return for it';
 
-CREATE FUNCTION asyncrr._fail(correlation_id uuid, error text, attempt integer, retry boolean)
-    RETURNS text
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    r asyncrr.request;
-BEGIN
-    PERFORM asyncrr._require('worker', 'fail');
-    r := asyncrr._request_for_update(_fail.correlation_id, 'claim');
-    PERFORM asyncrr._check_not_null('error', _fail.error);
-    PERFORM asyncrr._check_size('error', _fail.error);
-    PERFORM asyncrr._check_not_null('retry', _fail.retry);
-    IF asyncrr._stale_claim(r, _fail.attempt) THEN
-        RETURN 'late';
-    ELSIF r.state = 'pending' THEN
-        RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = 'Only a claimed request can be completed or failed.',
-                  HINT = 'Claim it with asyncrr.claim() first.';
-    ELSIF r.state <> 'claimed' THEN
-        RETURN asyncrr._after_end(r, NULL);
-    END IF;
-
-    IF NOT _fail.retry THEN
-        PERFORM asyncrr._end_request(r.correlation_id, 'failed', NULL, _fail.error, NULL);
-        RETURN 'failed';
-    ELSIF r.attempt >= r.max_attempts THEN
-        PERFORM asyncrr._end_request(r.correlation_id, 'dead_lettered', NULL, _fail.error, 'max_attempts');
-        RETURN 'dead_lettered';
-    END IF;
-
-    UPDATE asyncrr.request
-       SET state = 'pending', lease_until = NULL, error = _fail.error
-     WHERE correlation_id = r.correlation_id;
-    PERFORM asyncrr._wake_work_at_commit(r.queue_name);
-    RETURN 'retrying';
-END
-$$;
 CREATE FUNCTION asyncrr.fail(correlation_id uuid, error text, attempt integer, retry boolean DEFAULT false)
     RETURNS text
-    LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    AS 'MODULE_PATHNAME', 'asyncrr_fail';
 COMMENT ON FUNCTION asyncrr.fail(uuid, text, integer, boolean) IS
     'fail the claim with this attempt: failed, retrying or dead_lettered; duplicate / late as for complete()';
 
@@ -859,40 +680,10 @@ $$;
 COMMENT ON FUNCTION asyncrr.fail(uuid, text, boolean) IS
     'fail a claimed request: failed, retrying (back to the queue), or dead_lettered when retries are used up; duplicate / late if it had already ended';
 
-CREATE FUNCTION asyncrr._extend_lease(correlation_id uuid, extra interval, attempt integer)
-    RETURNS timestamptz
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    r asyncrr.request;
-    new_end timestamptz;
-BEGIN
-    PERFORM asyncrr._require('worker', 'extend_lease');
-    r := asyncrr._request_for_update(_extend_lease.correlation_id, 'claim');
-    PERFORM asyncrr._check_positive('lease extension', _extend_lease.extra);
-    IF asyncrr._stale_claim(r, _extend_lease.attempt) THEN
-        RAISE EXCEPTION 'claim of request "%" is no longer current', r.correlation_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = CASE WHEN _extend_lease.attempt IS NULL
-                                THEN 'Another session has claimed it since.'
-                                ELSE format('Attempt %s is over: the request is %s, at attempt %s.',
-                                            _extend_lease.attempt, r.state, r.attempt) END;
-    ELSIF r.state <> 'claimed' THEN
-        RAISE EXCEPTION 'request "%" is not claimed', r.correlation_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = format('Its state is %s: the claim is no longer current.', r.state);
-    END IF;
-    new_end := now() + _extend_lease.extra;
-    UPDATE asyncrr.request SET lease_until = new_end WHERE correlation_id = r.correlation_id;
-    PERFORM asyncrr._note_deadline(new_end);
-    RETURN new_end;
-END
-$$;
 CREATE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval, attempt integer)
     RETURNS timestamptz
-    LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    AS 'MODULE_PATHNAME', 'asyncrr_extend_lease';
 COMMENT ON FUNCTION asyncrr.extend_lease(uuid, interval, integer) IS
     'heartbeat for the claim with this attempt: its lease now ends extra from now; returns the new end';
 
@@ -952,73 +743,15 @@ COMMENT ON FUNCTION asyncrr.list_waiters() IS
 -- Dead letters
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION asyncrr._redrive(correlation_id uuid) RETURNS uuid
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    d asyncrr.dead_letter;
-    q asyncrr.queue;
-    new_id uuid := pg_catalog.gen_random_uuid();
-BEGIN
-    PERFORM asyncrr._require('admin', 'redrive');
-    PERFORM asyncrr._check_not_null('correlation id', _redrive.correlation_id);
-    DELETE FROM asyncrr.dead_letter WHERE correlation_id = _redrive.correlation_id
-    RETURNING * INTO d;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'dead letter "%" does not exist', _redrive.correlation_id
-            USING ERRCODE = 'undefined_object';
-    END IF;
-    q := asyncrr._queue(d.queue_name);
-
-    INSERT INTO asyncrr.request
-           (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority,
-            state, max_attempts, submitted_at, timeout, deadline, redriven_from)
-    VALUES (new_id, q.queue_name, d.inbox_name, d.owner_role, d.payload, d.headers, d.priority,
-            'pending', q.max_attempts, now(), d.timeout, now() + d.timeout, d.correlation_id);
-    UPDATE asyncrr.request SET redriven_to = new_id WHERE correlation_id = d.correlation_id;
-    PERFORM asyncrr._note_deadline(now() + d.timeout);
-    PERFORM asyncrr._wake_work_at_commit(q.queue_name);
-    RETURN new_id;
-END
-$$;
 CREATE FUNCTION asyncrr.redrive(correlation_id uuid) RETURNS uuid
     LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+    AS 'MODULE_PATHNAME', 'asyncrr_redrive';
 COMMENT ON FUNCTION asyncrr.redrive(uuid) IS
     'send a dead-lettered request back to its queue as a new request (new id, same inbox, payload and headers); returns the new id';
 
-CREATE FUNCTION asyncrr._redrive_queue(queue_name text, reason text) RETURNS bigint
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    q asyncrr.queue;
-    id uuid;
-    n bigint := 0;
-BEGIN
-    PERFORM asyncrr._require('admin', 'redrive_queue');
-    q := asyncrr._queue(_redrive_queue.queue_name);
-    IF _redrive_queue.reason IS NOT NULL
-       AND _redrive_queue.reason NOT IN ('timeout', 'max_attempts', 'queue_dropped', 'requester_gone') THEN
-        RAISE EXCEPTION 'invalid dead letter reason "%"', _redrive_queue.reason
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'Reasons are timeout, max_attempts, queue_dropped and requester_gone.';
-    END IF;
-    FOR id IN SELECT correlation_id FROM asyncrr.dead_letter
-               WHERE queue_name = q.queue_name
-                 AND (_redrive_queue.reason IS NULL OR reason = _redrive_queue.reason)
-               ORDER BY dead_lettered_at
-    LOOP
-        PERFORM asyncrr.redrive(id);
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
 CREATE FUNCTION asyncrr.redrive_queue(queue_name text, reason text DEFAULT NULL) RETURNS bigint
     LANGUAGE c SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+    AS 'MODULE_PATHNAME', 'asyncrr_redrive_queue';
 COMMENT ON FUNCTION asyncrr.redrive_queue(text, text) IS
     'redrive every dead letter of a queue (optionally only those with one reason); returns how many';
 
@@ -1142,25 +875,6 @@ COMMENT ON VIEW asyncrr.waiters IS 'backends sleeping in asyncrr.wait, CALL asyn
 -- full.  SKIP LOCKED: a row a client holds is simply taken on the next pass.
 ------------------------------------------------------------------------------
 
--- A live request past its deadline ends as timed_out, with a dead letter
--- (reason timeout).  The worker's deadline step and CALL asyncrr.call.
-CREATE FUNCTION asyncrr._time_out(correlation_id uuid) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
-AS $$
-DECLARE
-    r asyncrr.request;
-BEGIN
-    SELECT * INTO r FROM asyncrr.request q
-     WHERE q.correlation_id = _time_out.correlation_id FOR UPDATE;
-    IF r.state IN ('pending', 'claimed') AND r.deadline <= pg_catalog.clock_timestamp() THEN
-        PERFORM asyncrr._end_request(r.correlation_id, 'timed_out', NULL,
-                                     format('no reply within %s', r.timeout)
-                                         || coalesce('; last error: ' || r.error, ''),
-                                     'timeout');
-    END IF;
-END
-$$;
-
 -- The worker's steps run with enable_sort off.  Their queries must read
 -- request_deadline_idx or request_lease_idx in order and stop at the first
 -- entry not yet due.  Planned while the statistics show no live request
@@ -1168,61 +882,19 @@ $$;
 -- 'claimed')" is estimated at 1 row, and the planner may pick a full scan
 -- of request_live_queue_idx plus a sort instead: every live request read
 -- on every pass (~25-40 ms per query with 100,000 live requests).
--- PL/pgSQL keeps that plan for the worker's lifetime: a later ANALYZE
--- changes pg_statistic, which does not invalidate cached plans.
+-- The worker keeps that plan for its lifetime.
 --
--- Live requests past their deadline end as timed_out.
+-- Live requests past their deadline end as timed_out, with a dead letter
+-- (reason timeout).
 CREATE FUNCTION asyncrr._expire_deadlines(batch_size integer) RETURNS integer
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_sort = off
-AS $$
-DECLARE
-    r record;
-    n integer := 0;
-BEGIN
-    FOR r IN SELECT correlation_id FROM asyncrr.request
-              WHERE state IN ('pending', 'claimed') AND deadline <= now()
-              ORDER BY deadline
-              LIMIT batch_size
-              FOR UPDATE SKIP LOCKED
-    LOOP
-        PERFORM asyncrr._time_out(r.correlation_id);
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off
+    AS 'MODULE_PATHNAME', 'asyncrr_expire_deadlines';
 
 -- Claimed requests whose lease ran out go back to pending, or, when that
 -- was their last attempt, are dead-lettered (reason max_attempts).
 CREATE FUNCTION asyncrr._expire_leases(batch_size integer) RETURNS integer
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_sort = off
-AS $$
-DECLARE
-    r record;
-    n integer := 0;
-BEGIN
-    FOR r IN SELECT correlation_id, queue_name, attempt, max_attempts FROM asyncrr.request
-              WHERE state = 'claimed' AND lease_until <= now()
-              ORDER BY lease_until
-              LIMIT batch_size
-              FOR UPDATE SKIP LOCKED
-    LOOP
-        IF r.attempt >= r.max_attempts THEN
-            PERFORM asyncrr._end_request(r.correlation_id, 'dead_lettered', NULL,
-                                         format('lease expired on attempt %s of %s', r.attempt, r.max_attempts),
-                                         'max_attempts');
-        ELSE
-            UPDATE asyncrr.request
-               SET state = 'pending', lease_until = NULL,
-                   error = format('lease expired on attempt %s of %s', r.attempt, r.max_attempts)
-             WHERE correlation_id = r.correlation_id;
-            PERFORM asyncrr._wake_work_at_commit(r.queue_name);
-        END IF;
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off
+    AS 'MODULE_PATHNAME', 'asyncrr_expire_leases';
 
 -- Inboxes whose holding backend has exited are released.  Replies waiting
 -- in a session inbox released more than grace ago, or for grace in an
@@ -1231,56 +903,8 @@ $$;
 -- requester_gone); a session inbox with nothing left is removed.  Durable
 -- inboxes keep their replies.
 CREATE FUNCTION asyncrr._orphan_inboxes(batch_size integer, grace interval) RETURNS integer
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r asyncrr.request;
-    n integer := 0;
-BEGIN
-    UPDATE asyncrr.inbox
-       SET holder_pid = NULL, holder_started = NULL, released_at = now()
-     WHERE holder_pid IS NOT NULL
-       AND NOT asyncrr._backend_alive(holder_pid, holder_started);
-
-    FOR r IN SELECT q.* FROM asyncrr.request q
-               LEFT JOIN asyncrr.inbox i ON i.inbox_name = q.inbox_name
-              WHERE q.finished_at IS NOT NULL AND q.taken_at IS NULL
-                -- (a CALL takes its reply within moments: never before a minute)
-                AND ((i.inbox_name IS NULL
-                      AND q.finished_at <= now() - greatest(grace, interval '1 minute'))
-                     OR (NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - grace))
-              ORDER BY q.finished_at
-              LIMIT batch_size
-              FOR UPDATE OF q SKIP LOCKED
-    LOOP
-        -- a request that was already dead-lettered (timeout, max_attempts,
-        -- ...) keeps that one dead letter, even if it was since redriven
-        -- or purged: its reply is only dropped from the inbox
-        IF r.dead_letter_reason IS NULL THEN
-            INSERT INTO asyncrr.dead_letter
-                   (correlation_id, queue_name, inbox_name, owner_role, reason, payload, headers,
-                    priority, timeout, attempt, worker, last_error, reply, late_reply, submitted_at,
-                    dead_lettered_at)
-            VALUES (r.correlation_id, r.queue_name, r.inbox_name, r.owner_role, 'requester_gone',
-                    r.payload, r.headers, r.priority, r.timeout, r.attempt, r.worker, r.error,
-                    r.reply, r.late_reply, r.submitted_at, now());
-        END IF;
-        UPDATE asyncrr.request
-           SET taken_at = now(), dead_letter_reason = coalesce(dead_letter_reason, 'requester_gone')
-         WHERE correlation_id = r.correlation_id;
-        n := n + 1;
-    END LOOP;
-
-    DELETE FROM asyncrr.inbox i
-     WHERE NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - grace
-       AND NOT EXISTS (SELECT 1 FROM asyncrr.request q
-                        WHERE q.inbox_name = i.inbox_name AND q.state IN ('pending', 'claimed'))
-       AND NOT EXISTS (SELECT 1 FROM asyncrr.request q
-                        WHERE q.inbox_name = i.inbox_name
-                          AND q.finished_at IS NOT NULL AND q.taken_at IS NULL);
-    RETURN n;
-END
-$$;
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_orphan_inboxes';
 
 -- Ended requests whose reply was taken (or dead-lettered) more than
 -- retention ago, unless a dead letter still refers to them.

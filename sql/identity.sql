@@ -160,6 +160,30 @@ REVOKE regress_alice FROM regress_bob;
 SELECT * FROM id_requests ORDER BY 1;
 SELECT * FROM id_nothing_foreign;
 
+------------------------------------------------------------------------------
+-- An inbox is its owner's: in a session that holds alice's inbox, code
+-- acting for bob can neither submit into it nor take its replies (nor open
+-- another: a session holds one inbox at a time).
+------------------------------------------------------------------------------
+\c - :super
+SET ROLE regress_alice;
+SELECT asyncrr.open_inbox() ~ '^asyncrr\._session_' AS alices_session_inbox;
+UNLISTEN *;
+SELECT asyncrr.submit('id_q', '{"mine": "alice"}', correlation_id => 'c1000000-0000-0000-0000-000000000001') IS NOT NULL AS submitted;
+RESET ROLE;
+SET ROLE regress_bob;
+\set VERBOSITY sqlstate
+SELECT asyncrr.submit('id_q', '{"mine": "bob"}', correlation_id => 'c1000000-0000-0000-0000-000000000002');
+SELECT asyncrr.open_inbox();
+\set VERBOSITY default
+SELECT count(*) AS taken_by_bob FROM asyncrr.take_replies();
+SELECT asyncrr.close_inbox() AS closed_by_bob;
+RESET ROLE;
+SELECT correlation_id, owner_role, inbox_name ~ '^_session_' AS session_inbox
+  FROM asyncrr.request WHERE correlation_id::text LIKE 'c1000000%' ORDER BY 1;
+SELECT count(*) AS held_by_this_session FROM asyncrr.inbox
+ WHERE holder_pid = pg_backend_pid() AND owner_role = 'regress_alice';
+
 -- clean up
 SELECT asyncrr.drop_queue('id_q', force => true);
 DELETE FROM asyncrr.dead_letter WHERE queue_name = 'id_q';

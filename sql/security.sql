@@ -86,13 +86,13 @@ SELECT * FROM sec_try(
     $$SELECT asyncrr._lock_queue('x', true)$$,
     $$SELECT asyncrr._channel('x')$$,
     $$SELECT asyncrr._is_admin()$$,
-    $$SELECT asyncrr._may('x', 'submit')$$,
+    $$SELECT asyncrr._sees('x')$$,
     $$SELECT count(*) FROM asyncrr.waiters$$);
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_sec_worker;
 SELECT * FROM sec_try(
     $$SELECT asyncrr._lock_queue('x', true)$$,
-    $$SELECT asyncrr._may('x', 'claim')$$,
+    $$SELECT asyncrr._require('worker', 'x')$$,
     $$SELECT count(*) FROM asyncrr.waiters$$);
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_sec_admin;

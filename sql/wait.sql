@@ -108,6 +108,16 @@ PREPARE TRANSACTION 'asyncrr_wait_test';
 SELECT count(*) AS prepared FROM pg_prepared_xacts;
 SELECT count(*) AS submitted FROM asyncrr.pending WHERE queue_name = 'wait_q';
 SELECT asyncrr.close_inbox();
+-- nor a submit that writes nothing (it repeats a request): it holds the
+-- queue's lock, which a prepared transaction would keep without end
+SELECT asyncrr.submit('wait_q', '{"n": 7}', correlation_id => 'e5000000-0000-0000-0000-000000000007') IS NOT NULL AS submitted;
+UNLISTEN *;
+BEGIN;
+SELECT asyncrr.submit('wait_q', '{"n": 7}', correlation_id => 'e5000000-0000-0000-0000-000000000007') IS NOT NULL AS repeated;
+PREPARE TRANSACTION 'asyncrr_wait_test_2';
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+SELECT asyncrr.cancel('e5000000-0000-0000-0000-000000000007');
+SELECT asyncrr.close_inbox();
 
 -- nobody is left waiting
 SELECT count(*) AS waiters FROM asyncrr.waiters;

@@ -87,8 +87,17 @@ typedef struct AsyncrrPlan
 	SPIPlanPtr	plan;			/* NULL until first used */
 } AsyncrrPlan;
 
-extern uint64 asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls);
-extern Datum asyncrr_value(uint64 row, int col, bool *isnull);
+/* What a statement returned: n rows (processed: rows affected) */
+typedef struct AsyncrrRows
+{
+	uint64		n;
+	uint64		processed;
+	SPITupleTable *table;
+} AsyncrrRows;
+
+extern AsyncrrRows *asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls);
+extern Datum asyncrr_value(AsyncrrRows *rows, uint64 row, int col, bool *isnull);
+extern void asyncrr_done(AsyncrrRows *rows);
 
 /* check.c */
 extern void asyncrr_check_size_of(const char *what, Datum value);

@@ -97,13 +97,14 @@ static Datum
 current_inbox(bool *isnull)
 {
 	Datum		args[2] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
+	AsyncrrRows *inbox = asyncrr_run(&current_inbox_plan, args, NULL);
 
-	if (asyncrr_run(&current_inbox_plan, args, NULL) == 0)
+	if (inbox->n == 0)
 	{
 		*isnull = true;
 		return (Datum) 0;
 	}
-	return asyncrr_value(0, 1, isnull);
+	return asyncrr_value(inbox, 0, 1, isnull);
 }
 
 /*

@@ -23,14 +23,17 @@
  * Runs a plan with the given arguments (nulls as for SPI_execute_plan: 'n'
  * for NULL, ' ' otherwise, or NULL when none is), preparing it first if
  * need be, as the extension's owner acting for the caller (privilege.c).
- * Returns the number of rows processed; SPI_tuptable holds the rows
- * returned.  The caller is connected to SPI.
+ * Returns the rows it read (or wrote, with RETURNING), in SPI's memory
+ * until SPI_finish or asyncrr_done: the caller keeps what it needs, and
+ * one statement's rows are never another's.  Statements that return no
+ * rows return an empty table.  The caller is connected to SPI.
  */
-uint64
+AsyncrrRows *
 asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls)
 {
 	AsyncrrAsOwner save;
-	int			rc;
+	int			rc = 0;
+	AsyncrrRows *rows;
 
 	asyncrr_as_owner_begin(&save);
 	PG_TRY();
@@ -55,12 +58,28 @@ asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls)
 	PG_END_TRY();
 	if (rc < 0)
 		elog(ERROR, "asyncrr: \"%s\" failed: %s", p->sql, SPI_result_code_string(rc));
-	return SPI_processed;
+
+	rows = palloc(sizeof(AsyncrrRows));
+	rows->n = SPI_tuptable != NULL ? SPI_tuptable->numvals : 0;
+	rows->table = SPI_tuptable;
+	rows->processed = SPI_processed;
+	SPI_tuptable = NULL;
+	return rows;
 }
 
-/* Column col (from 1) of result row row (from 0) of the last asyncrr_run. */
+/* Column col (from 1) of row row (from 0) of what asyncrr_run returned. */
 Datum
-asyncrr_value(uint64 row, int col, bool *isnull)
+asyncrr_value(AsyncrrRows *rows, uint64 row, int col, bool *isnull)
 {
-	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+	Assert(row < rows->n);
+	return SPI_getbinval(rows->table->vals[row], rows->table->tupdesc, col, isnull);
+}
+
+/* Frees rows that are no longer needed (a loop that runs statements often). */
+void
+asyncrr_done(AsyncrrRows *rows)
+{
+	if (rows->table != NULL)
+		SPI_freetuptable(rows->table);
+	pfree(rows);
 }

@@ -181,15 +181,14 @@ asyncrr_require(const char *kind, const char *fn)
  * needs membership in asyncrr_requester (submit) or asyncrr_worker (claim)
  * and a grant to a role it is a member of; or to be an administrator.  A
  * grant to a dropped role counts for no one.  The caller is connected to
- * SPI and runs as the extension's owner; its SPI_tuptable is kept.
+ * SPI.
  */
 bool
 asyncrr_may(text *queue, const char *privilege)
 {
 	Datum		args[2];
-	uint64		n;
+	AsyncrrRows *grants;
 	bool		may = false;
-	SPITupleTable *caller_result = SPI_tuptable;
 
 	if (asyncrr_is_admin())
 		return true;
@@ -199,18 +198,16 @@ asyncrr_may(text *queue, const char *privilege)
 
 	args[0] = PointerGetDatum(queue);
 	args[1] = CStringGetTextDatum(privilege);
-	n = asyncrr_run(&grants_plan, args, NULL);
-	for (uint64 i = 0; i < n && !may; i++)
+	grants = asyncrr_run(&grants_plan, args, NULL);
+	for (uint64 i = 0; i < grants->n && !may; i++)
 	{
 		bool		isnull;
-		Name		role = DatumGetName(asyncrr_value(i, 1, &isnull));
+		Name		role = DatumGetName(asyncrr_value(grants, i, 1, &isnull));
 		Oid			roleid = get_role_oid(NameStr(*role), true);
 
 		may = OidIsValid(roleid) && is_member_of_role(asyncrr_caller(), roleid);
 	}
-	/* leave the caller's last result where it was */
-	SPI_freetuptable(SPI_tuptable);
-	SPI_tuptable = caller_result;
+	asyncrr_done(grants);
 	return may;
 }
 

@@ -60,6 +60,15 @@ PG_FUNCTION_INFO_V1(asyncrr_request_for_update_sql);
 PG_FUNCTION_INFO_V1(asyncrr_stale_claim_sql);
 PG_FUNCTION_INFO_V1(asyncrr_close_inbox);
 PG_FUNCTION_INFO_V1(asyncrr_lock_queue_sql);
+PG_FUNCTION_INFO_V1(asyncrr_cancel);
+PG_FUNCTION_INFO_V1(asyncrr_fail);
+PG_FUNCTION_INFO_V1(asyncrr_extend_lease);
+PG_FUNCTION_INFO_V1(asyncrr_drop_queue);
+PG_FUNCTION_INFO_V1(asyncrr_redrive);
+PG_FUNCTION_INFO_V1(asyncrr_redrive_queue);
+PG_FUNCTION_INFO_V1(asyncrr_expire_deadlines);
+PG_FUNCTION_INFO_V1(asyncrr_expire_leases);
+PG_FUNCTION_INFO_V1(asyncrr_orphan_inboxes);
 
 /* ----------------------------------------------------------------
  * The statements
@@ -108,27 +117,29 @@ static AsyncrrPlan open_session_inbox_plan_0_2 = {
 };
 
 /*
- * submit: new requests, ids $1 and payloads $4 (arrays, or one of each in
- * insert_one_plan), queue $2, inbox $3, headers $5, priority $6,
- * max_attempts $7, timeout $8, owner $9
+ * New requests (submit, redrive): ids $1 and payloads $4 (arrays, or one
+ * of each in insert_one_plan), queue $2, inbox $3, headers $5, priority $6,
+ * max_attempts $7, timeout $8, owner $9, the dead letter redriven $10
  */
 #define INSERT_REQUESTS(ID, PAYLOAD, FROM) \
 	"INSERT INTO asyncrr.request" \
 	"       (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority," \
-	"        state, max_attempts, submitted_at, timeout, deadline)" \
-	" SELECT " ID ", $2, $3, $9, " PAYLOAD ", $5, $6, 'pending', $7, now(), $8, now() + $8" \
+	"        state, max_attempts, submitted_at, timeout, deadline, redriven_from)" \
+	" SELECT " ID ", $2, $3, $9, " PAYLOAD ", $5, $6, 'pending', $7, now(), $8, now() + $8, $10" \
 	FROM \
 	" ON CONFLICT DO NOTHING RETURNING deadline"
 
 static AsyncrrPlan insert_plan = {
 	INSERT_REQUESTS("i.id", "i.payload",
 					" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($4)) AS i(id, payload)"),
-	9, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, INT4OID, INTERVALOID, NAMEOID}
+	10, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, INT4OID, INTERVALOID,
+	NAMEOID, UUIDOID}
 };
 
 static AsyncrrPlan insert_one_plan = {
 	INSERT_REQUESTS("$1", "$4", ""),
-	9, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, INTERVALOID, NAMEOID}
+	10, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, INTERVALOID, NAMEOID,
+	UUIDOID}
 };
 
 /*
@@ -187,59 +198,95 @@ static AsyncrrPlan lock_row_plan = {
 	1, {UUIDOID}
 };
 
+/* cancel */
+static AsyncrrPlan lock_state_plan = {
+	"SELECT state FROM asyncrr.request WHERE correlation_id = $1 FOR UPDATE",
+	1, {UUIDOID}
+};
+
 /* complete of one request: the same, without the array */
 static AsyncrrPlan lock_claim_plan = {
-	"SELECT correlation_id, state, attempt, claimed_by, earlier_claimers FROM asyncrr.request"
-	" WHERE correlation_id = $1 FOR UPDATE",
+	"SELECT correlation_id, state, attempt, claimed_by, earlier_claimers, max_attempts, queue_name"
+	"  FROM asyncrr.request WHERE correlation_id = $1 FOR UPDATE",
 	1, {UUIDOID}
 };
 
 /* complete: in id order, so that concurrent batches cannot deadlock */
 static AsyncrrPlan lock_claims_plan = {
-	"SELECT correlation_id, state, attempt, claimed_by, earlier_claimers FROM asyncrr.request"
-	" WHERE correlation_id = ANY ($1) ORDER BY correlation_id FOR UPDATE",
+	"SELECT correlation_id, state, attempt, claimed_by, earlier_claimers, max_attempts, queue_name"
+	"  FROM asyncrr.request WHERE correlation_id = ANY ($1) ORDER BY correlation_id FOR UPDATE",
 	1, {UUIDARRAYOID}
 };
 
-static AsyncrrPlan after_end_plan = {
-	"SELECT asyncrr._after_end(r, $2) FROM asyncrr.request r WHERE r.correlation_id = $1",
-	2, {UUIDOID, JSONBOID}
-};
+/*
+ * A dead letter: what the request was (FROM holds its row, with reason
+ * REASON and time AT), for an outcome that keeps one (end_requests) and for
+ * a reply whose requester is gone (orphan_replies).
+ */
+#define INSERT_DEAD_LETTERS(REASON, AT, FROM) \
+	"  INSERT INTO asyncrr.dead_letter" \
+	"         (correlation_id, queue_name, inbox_name, owner_role, reason, payload, headers," \
+	"          priority, timeout, attempt, worker, last_error, reply, late_reply," \
+	"          submitted_at, dead_lettered_at)" \
+	"  SELECT correlation_id, queue_name, inbox_name, owner_role, " REASON ", payload," \
+	"         headers, priority, timeout, attempt, worker, error, reply, late_reply," \
+	"         submitted_at, " AT " FROM " FROM
 
 /*
- * end_requests: the outcome ($2, with error $4 and dead letter reason $5)
- * becomes the reply of each request ($1) with its reply value ($3) (arrays,
- * or one of each in end_one_plan), only if it is still live (no second
- * outcome ever overwrites the first), with a dead letter when there is a
- * reason for one.
+ * end_requests: the outcome ($2, with error ERROR and dead letter reason
+ * $5) becomes the reply of each request ($1) with its reply value ($3)
+ * (arrays, or one of each in end_one_plan), only if it is still live (no
+ * second outcome ever overwrites the first), with a dead letter when there
+ * is a reason for one.  ERROR is $4, or made from the row for a timeout or
+ * an expired lease.
  */
-#define END_REQUESTS(REPLY, FROM, MATCH) \
+#define END_REQUESTS(REPLY, ERROR, FROM, MATCH) \
 	"WITH ended AS (" \
 	"  UPDATE asyncrr.request r" \
 	"     SET state = $2, finished_at = pg_catalog.clock_timestamp(), reply = " REPLY "," \
-	"         error = $4, dead_letter_reason = $5, lease_until = NULL" \
+	"         error = " ERROR ", dead_letter_reason = $5, lease_until = NULL" \
 	FROM \
 	"   WHERE " MATCH " AND r.state IN ('pending', 'claimed')" \
 	"  RETURNING r.*)," \
 	" letter AS (" \
-	"  INSERT INTO asyncrr.dead_letter" \
-	"         (correlation_id, queue_name, inbox_name, owner_role, reason, payload, headers," \
-	"          priority, timeout, attempt, worker, last_error, submitted_at, dead_lettered_at)" \
-	"  SELECT correlation_id, queue_name, inbox_name, owner_role, dead_letter_reason, payload," \
-	"         headers, priority, timeout, attempt, worker, error, submitted_at, finished_at" \
-	"    FROM ended WHERE dead_letter_reason IS NOT NULL)" \
+	INSERT_DEAD_LETTERS("dead_letter_reason", "finished_at", "ended WHERE dead_letter_reason IS NOT NULL") \
+	")" \
 	" SELECT correlation_id, inbox_name FROM ended"
 
+#define END_ARGS 5, {UUIDARRAYOID, TEXTOID, JSONBARRAYOID, TEXTOID, TEXTOID}
+
+#define TIMEOUT_ERROR \
+	"pg_catalog.format('no reply within %s', r.timeout) || coalesce('; last error: ' || r.error, '')"
+#define LEASE_ERROR \
+	"pg_catalog.format('lease expired on attempt %s of %s', r.attempt, r.max_attempts)"
+
 static AsyncrrPlan end_plan = {
-	END_REQUESTS("i.reply",
+	END_REQUESTS("i.reply", "$4",
 				 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3)) AS i(id, reply)",
 				 "r.correlation_id = i.id"),
-	5, {UUIDARRAYOID, TEXTOID, JSONBARRAYOID, TEXTOID, TEXTOID}
+	END_ARGS
 };
 
 static AsyncrrPlan end_one_plan = {
-	END_REQUESTS("$3", "", "r.correlation_id = $1"),
+	END_REQUESTS("$3", "$4", "", "r.correlation_id = $1"),
 	5, {UUIDOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID}
+};
+
+static AsyncrrPlan end_timed_out_plan = {
+	END_REQUESTS("NULL", TIMEOUT_ERROR, "", "r.correlation_id = ANY ($1)"),
+	END_ARGS
+};
+
+static AsyncrrPlan end_lease_expired_plan = {
+	END_REQUESTS("NULL", LEASE_ERROR, "", "r.correlation_id = ANY ($1)"),
+	END_ARGS
+};
+
+/* complete or fail of a request that has ended: keep a late reply for audit */
+static AsyncrrPlan late_reply_plan = {
+	"WITH r AS (UPDATE asyncrr.request SET late_reply = $2 WHERE correlation_id = $1)"
+	" UPDATE asyncrr.dead_letter SET late_reply = $2 WHERE correlation_id = $1",
+	2, {UUIDOID, JSONBOID}
 };
 
 static AsyncrrPlan take_plan = {
@@ -309,10 +356,6 @@ static AsyncrrPlan mark_taken_plan = {
 	1, {UUIDOID}
 };
 
-static AsyncrrPlan time_out_plan = {
-	"SELECT asyncrr._time_out($1)",
-	1, {UUIDOID}
-};
 
 /* wait_for_work: is there anything a claim of this queue would take now? */
 static AsyncrrPlan work_plan = {
@@ -325,10 +368,157 @@ static AsyncrrPlan work_plan = {
 	2, {TEXTOID, TIMESTAMPTZOID}
 };
 
+/* fail(retry): back to the queue, keeping the error */
+static AsyncrrPlan retry_plan = {
+	"UPDATE asyncrr.request SET state = 'pending', lease_until = NULL, error = $2"
+	" WHERE correlation_id = $1",
+	2, {UUIDOID, TEXTOID}
+};
+
+static AsyncrrPlan extend_plan = {
+	"UPDATE asyncrr.request SET lease_until = $2 WHERE correlation_id = $1",
+	2, {UUIDOID, TIMESTAMPTZOID}
+};
+
+/* drop_queue */
+static AsyncrrPlan count_live_plan = {
+	"SELECT count(*) FROM asyncrr.request"
+	" WHERE queue_name = $1 AND state IN ('pending', 'claimed')",
+	1, {TEXTOID}
+};
+
+static AsyncrrPlan live_of_queue_plan = {
+	"SELECT correlation_id FROM asyncrr.request"
+	" WHERE queue_name = $1 AND state IN ('pending', 'claimed')"
+	" ORDER BY correlation_id FOR UPDATE",
+	1, {TEXTOID}
+};
+
+static AsyncrrPlan delete_queue_plan = {
+	"WITH g AS (DELETE FROM asyncrr.queue_grant WHERE queue_name = $1)"
+	" DELETE FROM asyncrr.queue WHERE queue_name = $1",
+	1, {TEXTOID}
+};
+
+/* redrive: the dead letter, removed, and what its new request needs */
+static AsyncrrPlan take_dead_letter_plan = {
+	"DELETE FROM asyncrr.dead_letter WHERE correlation_id = $1"
+	" RETURNING queue_name, inbox_name, owner_role, payload, headers, priority, timeout",
+	1, {UUIDOID}
+};
+
+static AsyncrrPlan mark_redriven_plan = {
+	"UPDATE asyncrr.request SET redriven_to = $2 WHERE correlation_id = $1",
+	2, {UUIDOID, UUIDOID}
+};
+
+static AsyncrrPlan dead_letters_of_plan = {
+	"SELECT correlation_id FROM asyncrr.dead_letter"
+	" WHERE queue_name = $1 AND ($2 IS NULL OR reason = $2) ORDER BY dead_lettered_at",
+	2, {TEXTOID, TEXTOID}
+};
+
+/*
+ * The worker's steps.  Each reads request_deadline_idx or request_lease_idx
+ * in order and stops at the first entry not yet due.
+ */
+static AsyncrrPlan due_plan = {
+	"SELECT correlation_id FROM asyncrr.request"
+	" WHERE state IN ('pending', 'claimed') AND deadline <= now()"
+	" ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED",
+	1, {INT4OID}
+};
+
+/* CALL asyncrr.call past its deadline: its request, if still live and due */
+static AsyncrrPlan due_one_plan = {
+	"SELECT correlation_id FROM asyncrr.request"
+	" WHERE correlation_id = $1 AND state IN ('pending', 'claimed')"
+	"   AND deadline <= pg_catalog.clock_timestamp() FOR UPDATE",
+	1, {UUIDOID}
+};
+
+static AsyncrrPlan lease_expired_plan = {
+	"SELECT correlation_id, attempt >= max_attempts, queue_name FROM asyncrr.request"
+	" WHERE state = 'claimed' AND lease_until <= now()"
+	" ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED",
+	1, {INT4OID}
+};
+
+static AsyncrrPlan requeue_plan = {
+	"UPDATE asyncrr.request r SET state = 'pending', lease_until = NULL, error = " LEASE_ERROR
+	" WHERE r.correlation_id = ANY ($1)",
+	1, {UUIDARRAYOID}
+};
+
+static AsyncrrPlan release_dead_holders_plan = {
+	"UPDATE asyncrr.inbox SET holder_pid = NULL, holder_started = NULL, released_at = now()"
+	" WHERE holder_pid IS NOT NULL AND NOT asyncrr._backend_alive(holder_pid, holder_started)",
+	0, {InvalidOid}
+};
+
+/*
+ * Untaken replies whose requester is gone ($1 at most, grace $2; a CALL
+ * takes its reply within moments: never before a minute): taken, with a
+ * dead letter unless the request was dead-lettered already (it keeps that
+ * one, even if since redriven or purged).
+ */
+static AsyncrrPlan orphan_replies_plan = {
+	"WITH gone AS ("
+	"  SELECT q.* FROM asyncrr.request q"
+	"    LEFT JOIN asyncrr.inbox i ON i.inbox_name = q.inbox_name"
+	"   WHERE q.finished_at IS NOT NULL AND q.taken_at IS NULL"
+	"     AND ((i.inbox_name IS NULL"
+	"           AND q.finished_at <= now() - greatest($2, interval '1 minute'))"
+	"          OR (NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - $2))"
+	"   ORDER BY q.finished_at LIMIT $1 FOR UPDATE OF q SKIP LOCKED),"
+	" letter AS ("
+	INSERT_DEAD_LETTERS("'requester_gone'", "now()", "gone WHERE dead_letter_reason IS NULL")
+	"),"
+	" taken AS ("
+	"  UPDATE asyncrr.request r"
+	"     SET taken_at = now(), dead_letter_reason = coalesce(r.dead_letter_reason, 'requester_gone')"
+	"    FROM gone WHERE r.correlation_id = gone.correlation_id RETURNING 1)"
+	" SELECT count(*)::integer FROM taken",
+	2, {INT4OID, INTERVALOID}
+};
+
+static AsyncrrPlan remove_session_inboxes_plan = {
+	"DELETE FROM asyncrr.inbox i"
+	" WHERE NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - $1"
+	"   AND NOT EXISTS (SELECT 1 FROM asyncrr.request q"
+	"                    WHERE q.inbox_name = i.inbox_name AND q.state IN ('pending', 'claimed'))"
+	"   AND NOT EXISTS (SELECT 1 FROM asyncrr.request q"
+	"                    WHERE q.inbox_name = i.inbox_name"
+	"                      AND q.finished_at IS NOT NULL AND q.taken_at IS NULL)",
+	1, {INTERVALOID}
+};
+
 /* ----------------------------------------------------------------
  * Helpers
  * ----------------------------------------------------------------
  */
+
+static void end_with(AsyncrrPlan *plan, int n, pg_uuid_t *ids, const char *state,
+					 Datum *replies, bool *reply_nulls, text *error,
+					 text *dead_letter_reason);
+
+static bool
+is_live(const char *state)
+{
+	return strcmp(state, "pending") == 0 || strcmp(state, "claimed") == 0;
+}
+
+/* A new correlation id: a version 4 UUID, as gen_random_uuid() makes. */
+static void
+random_uuid(pg_uuid_t *id)
+{
+	if (!pg_strong_random(id->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	id->data[6] = (id->data[6] & 0x0f) | 0x40;
+	id->data[8] = (id->data[8] & 0x3f) | 0x80;
+}
 
 typedef struct Queue
 {
@@ -392,29 +582,37 @@ jsonb_array(int n, Datum *values, bool *nulls)
 											  false, TYPALIGN_INT));
 }
 
-/* The uuid in column 1 of result row i of the last asyncrr_run. */
+/* The uuid in column 1 of row i. */
 static pg_uuid_t *
-row_id(uint64 i)
+row_id(AsyncrrRows *rows, uint64 i)
 {
 	bool		isnull;
 
-	return DatumGetUUIDP(asyncrr_value(i, 1, &isnull));
+	return DatumGetUUIDP(asyncrr_value(rows, i, 1, &isnull));
 }
 
-/*
- * The row of the last asyncrr_run (n rows, in correlation id order, the id
- * in column 1) with this id, or -1.
- */
+/* The ids in column 1 of all the rows, in their order. */
+static pg_uuid_t *
+row_ids(AsyncrrRows *rows)
+{
+	pg_uuid_t  *ids = palloc(Max(rows->n, 1) * sizeof(pg_uuid_t));
+
+	for (uint64 i = 0; i < rows->n; i++)
+		ids[i] = *row_id(rows, i);
+	return ids;
+}
+
+/* The row (of rows in correlation id order, the id in column 1) with this id, or -1. */
 static int64
-find_row(uint64 n, pg_uuid_t *id)
+find_row(AsyncrrRows *rows, pg_uuid_t *id)
 {
 	int64		lo = 0;
-	int64		hi = (int64) n - 1;
+	int64		hi = (int64) rows->n - 1;
 
 	while (lo <= hi)
 	{
 		int64		mid = (lo + hi) / 2;
-		int			c = memcmp(row_id(mid)->data, id->data, UUID_LEN);
+		int			c = memcmp(row_id(rows, mid)->data, id->data, UUID_LEN);
 
 		if (c == 0)
 			return mid;
@@ -473,12 +671,15 @@ asyncrr_lock_queue(text *name, bool exclusive)
 
 	LockDatabaseObject(classid, (Oid) hash, 0,
 					   exclusive ? AccessExclusiveLock : AccessShareLock);
+	/* a prepared transaction would hold it without end (asyncrr.c) */
+	asyncrr_xact_changed();
 }
 
 /*
  * The queue, for a caller that needs a privilege on it: submit (members of
  * asyncrr_requester) or claim (asyncrr_worker); the refusal names the
- * privilege as the function.  With lock, it is share-locked against a
+ * privilege as the function.  (privilege NULL: an administrator's
+ * function, which checked its caller already.)  With lock, it is share-locked against a
  * concurrent drop_queue until commit (asyncrr_lock_queue).
  */
 static void
@@ -486,33 +687,36 @@ lookup_queue(text *name, const char *privilege, bool lock, Queue *q)
 {
 	bool		isnull;
 	Datum		value;
+	AsyncrrRows *row;
 
-	asyncrr_require(strcmp(privilege, "submit") == 0 ? "requester" : "worker", privilege);
+	if (privilege != NULL)
+		asyncrr_require(strcmp(privilege, "submit") == 0 ? "requester" : "worker", privilege);
 	asyncrr_check_not_null("queue name", name == NULL);
 	if (lock)
 		asyncrr_lock_queue(name, false);
 
-	if (asyncrr_run(asyncrr_catalog_0_2() ? &queue_plan_0_2 : &queue_plan,
-					(Datum[]) {PointerGetDatum(name)}, NULL) == 0)
+	row = asyncrr_run(asyncrr_catalog_0_2() ? &queue_plan_0_2 : &queue_plan,
+					  (Datum[]) {PointerGetDatum(name)}, NULL);
+	if (row->n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", text_to_cstring(name)),
 				 errhint("Create it with asyncrr.create_queue().")));
-	q->default_timeout = *DatumGetIntervalP(asyncrr_value(0, 1, &isnull));
-	q->lease = *DatumGetIntervalP(asyncrr_value(0, 2, &isnull));
-	q->max_attempts = DatumGetInt32(asyncrr_value(0, 3, &isnull));
-	value = asyncrr_value(0, 4, &isnull);
+	q->default_timeout = *DatumGetIntervalP(asyncrr_value(row, 0, 1, &isnull));
+	q->lease = *DatumGetIntervalP(asyncrr_value(row, 0, 2, &isnull));
+	q->max_attempts = DatumGetInt32(asyncrr_value(row, 0, 3, &isnull));
+	value = asyncrr_value(row, 0, 4, &isnull);
 	q->has_max_depth = !isnull;
 	q->max_depth = isnull ? 0 : DatumGetInt32(value);
-	value = asyncrr_value(0, 5, &isnull);
+	value = asyncrr_value(row, 0, 5, &isnull);
 	q->has_max_priority = !isnull;
 	q->max_priority = isnull ? 0 : DatumGetInt32(value);
-	value = asyncrr_value(0, 6, &isnull);
+	value = asyncrr_value(row, 0, 6, &isnull);
 	q->has_max_timeout = !isnull;
 	if (!isnull)
 		q->max_timeout = *DatumGetIntervalP(value);
 
-	if (!asyncrr_may(name, privilege))
+	if (privilege != NULL && !asyncrr_may(name, privilege))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for queue \"%s\"", text_to_cstring(name)),
@@ -533,8 +737,7 @@ lookup_queue(text *name, const char *privilege, bool lock, Queue *q)
 static void
 check_requests_access(int n, pg_uuid_t *ids, const char *privilege)
 {
-	uint64		rows;
-	SPITupleTable *found;
+	AsyncrrRows *rows;
 	const char *me;
 	text	   *last_queue = NULL;
 	bool		last_may = false;
@@ -543,7 +746,6 @@ check_requests_access(int n, pg_uuid_t *ids, const char *privilege)
 		return;
 	me = asyncrr_caller_name();
 	rows = asyncrr_run(&access_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
-	found = SPI_tuptable;
 	for (int i = 0; i < n; i++)
 	{
 		int64		row = find_row(rows, &ids[i]);
@@ -554,11 +756,11 @@ check_requests_access(int n, pg_uuid_t *ids, const char *privilege)
 			refuse_unknown_request(&ids[i]);
 		if (privilege == NULL)
 		{
-			if (strcmp(NameStr(*DatumGetName(asyncrr_value(row, 3, &isnull))), me) != 0)
+			if (strcmp(NameStr(*DatumGetName(asyncrr_value(rows, row, 3, &isnull))), me) != 0)
 				refuse_unknown_request(&ids[i]);
 			continue;
 		}
-		queue = DatumGetTextPP(asyncrr_value(row, 2, &isnull));
+		queue = DatumGetTextPP(asyncrr_value(rows, row, 2, &isnull));
 		if (last_queue == NULL ||
 			VARSIZE_ANY_EXHDR(queue) != VARSIZE_ANY_EXHDR(last_queue) ||
 			memcmp(VARDATA_ANY(queue), VARDATA_ANY(last_queue), VARSIZE_ANY_EXHDR(queue)) != 0)
@@ -569,8 +771,49 @@ check_requests_access(int n, pg_uuid_t *ids, const char *privilege)
 		if (!last_may)
 			refuse_unknown_request(&ids[i]);
 	}
-	SPI_freetuptable(found);
-	SPI_tuptable = NULL;
+	asyncrr_done(rows);
+}
+
+/* A request as a worker's claim of it stands (lock_claim_plan's row). */
+typedef struct Claim
+{
+	char	   *state;
+	int32		attempt;
+	int32		max_attempts;
+	text	   *queue;
+	text	   *claimed_by;		/* NULL if none */
+	ArrayType  *earlier_claimers;	/* NULL if none */
+} Claim;
+
+/*
+ * Locks the requests a worker acts on, in correlation id order (the one
+ * lock order: batches that overlap, and a forced drop_queue or
+ * close_inbox(cancel_pending), cannot deadlock), after refusing ids of
+ * queues the caller may not claim from as unknown ones.
+ */
+static AsyncrrRows *
+lock_claims(int n, pg_uuid_t *ids)
+{
+	check_requests_access(n, ids, "claim");
+	if (n == 1)
+		return asyncrr_run(&lock_claim_plan, (Datum[]) {UUIDPGetDatum(&ids[0])}, NULL);
+	return asyncrr_run(&lock_claims_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
+}
+
+static void
+read_claim(AsyncrrRows *rows, int64 row, Claim *c)
+{
+	bool		isnull;
+	Datum		value;
+
+	c->state = TextDatumGetCString(asyncrr_value(rows, row, 2, &isnull));
+	c->attempt = DatumGetInt32(asyncrr_value(rows, row, 3, &isnull));
+	value = asyncrr_value(rows, row, 4, &isnull);
+	c->claimed_by = isnull ? NULL : DatumGetTextPP(value);
+	value = asyncrr_value(rows, row, 5, &isnull);
+	c->earlier_claimers = isnull ? NULL : DatumGetArrayTypeP(value);
+	c->max_attempts = DatumGetInt32(asyncrr_value(rows, row, 6, &isnull));
+	c->queue = DatumGetTextPP(asyncrr_value(rows, row, 7, &isnull));
 }
 
 /*
@@ -581,8 +824,7 @@ check_requests_access(int n, pg_uuid_t *ids, const char *privilege)
  * and another backend the latest one.
  */
 static bool
-stale_claim(bool attempt_given, int32 attempt, int32 r_attempt, const char *r_state,
-			text *claimed_by, ArrayType *earlier_claimers)
+stale_claim(bool attempt_given, int32 attempt, Claim *c)
 {
 	char	   *me;
 	Datum	   *elems;
@@ -596,20 +838,46 @@ stale_claim(bool attempt_given, int32 attempt, int32 r_attempt, const char *r_st
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid attempt %d", attempt),
 					 errdetail("Attempts count from 1, as claim() returns them.")));
-		return attempt != r_attempt || strcmp(r_state, "pending") == 0;
+		return attempt != c->attempt || strcmp(c->state, "pending") == 0;
 	}
 
 	me = asyncrr_backend_id();
-	if (claimed_by != NULL && strcmp(text_to_cstring(claimed_by), me) == 0)
+	if (c->claimed_by != NULL && strcmp(text_to_cstring(c->claimed_by), me) == 0)
 		return false;
-	if (earlier_claimers == NULL)
+	if (c->earlier_claimers == NULL)
 		return false;
-	deconstruct_array(earlier_claimers, TEXTOID, -1, false, TYPALIGN_INT,
+	deconstruct_array(c->earlier_claimers, TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
 		if (!nulls[i] && strcmp(TextDatumGetCString(elems[i]), me) == 0)
 			return true;
 	return false;
+}
+
+static void
+refuse_not_claimed(pg_uuid_t *id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("request \"%s\" is not claimed", uuid_string(id)),
+			 errdetail("Only a claimed request can be completed or failed."),
+			 errhint("Claim it with asyncrr.claim() first.")));
+}
+
+/*
+ * What complete() or fail() returns for a request that has already ended
+ * (in state): "duplicate" when a worker ended it, "late" otherwise; a late
+ * reply is kept for audit on the request and its dead letter.
+ */
+static const char *
+after_end(pg_uuid_t *id, const char *state, Datum late_reply, bool late_isnull)
+{
+	if (strcmp(state, "completed") == 0 || strcmp(state, "failed") == 0)
+		return "duplicate";
+	if (!late_isnull)
+		asyncrr_done(asyncrr_run(&late_reply_plan, (Datum[]) {UUIDPGetDatum(id), late_reply},
+								 NULL));
+	return "late";
 }
 
 /*
@@ -626,47 +894,68 @@ static void
 end_requests(int n, pg_uuid_t *ids, const char *state, Datum *replies, bool *reply_nulls,
 			 text *error, text *dead_letter_reason)
 {
+	end_with(n == 1 ? &end_one_plan : &end_plan, n, ids, state, replies, reply_nulls,
+			 error, dead_letter_reason);
+}
+
+/*
+ * end_requests() with the plan that makes the error: end_plan or
+ * end_one_plan (the error given), end_timed_out_plan or
+ * end_lease_expired_plan (made from each row; replies are NULL).
+ */
+static void
+end_with(AsyncrrPlan *plan, int n, pg_uuid_t *ids, const char *state,
+		 Datum *replies, bool *reply_nulls, text *error, text *dead_letter_reason)
+{
 	Datum		args[5];
 	char		nulls[6] = "     ";
-	uint64		ended;
+	AsyncrrRows *ended;
 	bool		isnull;
 
 	if (n == 0)
 		return;
-	args[0] = n == 1 ? UUIDPGetDatum(&ids[0]) : uuid_array(n, ids);
+	args[0] = plan == &end_one_plan ? UUIDPGetDatum(&ids[0]) : uuid_array(n, ids);
 	args[1] = CStringGetTextDatum(state);
-	args[2] = n == 1 ? replies[0] : jsonb_array(n, replies, reply_nulls);
-	nulls[2] = (n == 1 && reply_nulls[0]) ? 'n' : ' ';
+	if (replies == NULL)
+		nulls[2] = 'n';
+	else if (plan == &end_one_plan)
+	{
+		args[2] = replies[0];
+		nulls[2] = reply_nulls[0] ? 'n' : ' ';
+	}
+	else
+		args[2] = jsonb_array(n, replies, reply_nulls);
 	args[3] = PointerGetDatum(error);
 	nulls[3] = error == NULL ? 'n' : ' ';
 	args[4] = PointerGetDatum(dead_letter_reason);
 	nulls[4] = dead_letter_reason == NULL ? 'n' : ' ';
 
-	ended = asyncrr_run(n == 1 ? &end_one_plan : &end_plan, args, nulls);
-	if (ended != (uint64) n)
+	ended = asyncrr_run(plan, args, nulls);
+	if (ended->n != (uint64) n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 n == 1 ?
 				 errmsg("asyncrr: request %s is not live", uuid_string(&ids[0])) :
 				 errmsg("asyncrr: %d of %d requests to end are not live",
-						n - (int) ended, n)));
-	for (uint64 i = 0; i < ended; i++)
-		asyncrr_notify_reply_at_commit(DatumGetTextPP(asyncrr_value(i, 2, &isnull)),
-									   row_id(i), state);
+						n - (int) ended->n, n)));
+	for (uint64 i = 0; i < ended->n; i++)
+		asyncrr_notify_reply_at_commit(DatumGetTextPP(asyncrr_value(ended, i, 2, &isnull)),
+									   row_id(ended, i), state);
+	asyncrr_done(ended);
 }
 
-/* Copies the rows of the last asyncrr_run into a materialized SRF's result. */
+/* Copies rows into a materialized SRF's result. */
 static void
-return_rows(FunctionCallInfo fcinfo, uint64 n)
+return_rows(FunctionCallInfo fcinfo, AsyncrrRows *rows)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			natts = rsinfo->setDesc->natts;
 	Datum	   *values = palloc(natts * sizeof(Datum));
 	bool	   *nulls = palloc(natts * sizeof(bool));
 
-	for (uint64 i = 0; i < n; i++)
+	for (uint64 i = 0; i < rows->n; i++)
 	{
-		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
+		heap_deform_tuple(rows->table->vals[i], rows->table->tupdesc, values, nulls);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 }
@@ -687,6 +976,44 @@ new_request_cmp(const void *a, const void *b)
 {
 	return memcmp(((const NewRequest *) a)->id.data, ((const NewRequest *) b)->id.data,
 				  UUID_LEN);
+}
+
+/*
+ * Inserts n new requests (distinct ids, in id order: batches that share
+ * ids wait for each other rather than deadlock) into a queue and notes
+ * their deadline and the work they make; an id that exists already is
+ * skipped.  Returns how many were inserted.
+ */
+static uint64
+insert_requests(int n, pg_uuid_t *ids, text *queue, text *inbox, Datum *payloads,
+				Datum headers, bool headers_isnull, int32 priority, int32 max_attempts,
+				Interval *timeout, Datum owner, pg_uuid_t *redriven_from)
+{
+	Datum		args[10];
+	char		nulls[11] = "          ";
+	AsyncrrRows *inserted;
+	bool		isnull;
+
+	args[0] = n == 1 ? UUIDPGetDatum(&ids[0]) : uuid_array(n, ids);
+	args[1] = PointerGetDatum(queue);
+	args[2] = PointerGetDatum(inbox);
+	args[3] = n == 1 ? payloads[0] : jsonb_array(n, payloads, NULL);
+	args[4] = headers;
+	nulls[4] = headers_isnull ? 'n' : ' ';
+	args[5] = Int32GetDatum(priority);
+	args[6] = Int32GetDatum(max_attempts);
+	args[7] = IntervalPGetDatum(timeout);
+	args[8] = owner;
+	args[9] = redriven_from == NULL ? (Datum) 0 : UUIDPGetDatum(redriven_from);
+	nulls[9] = redriven_from == NULL ? 'n' : ' ';
+	inserted = asyncrr_run(n == 1 ? &insert_one_plan : &insert_plan, args, nulls);
+	if (inserted->n > 0)
+	{
+		/* one timeout for all: the deadlines differ by nothing */
+		asyncrr_note_deadline_at(DatumGetTimestampTz(asyncrr_value(inserted, 0, 1, &isnull)));
+		asyncrr_wake_queue_at_commit(queue);
+	}
+	return inserted->n;
 }
 
 /* Refuses a submit whose id is already used by a different request. */
@@ -714,7 +1041,7 @@ refuse_used_id(pg_uuid_t *id, const char *other_queue)
 static int
 find_repeats(int n, pg_uuid_t *ids, text *queue, Datum *payloads, bool *known)
 {
-	uint64		rows = asyncrr_run(&known_ids_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
+	AsyncrrRows *rows = asyncrr_run(&known_ids_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
 	int			repeats = 0;
 
 	for (int i = 0; i < n; i++)
@@ -727,14 +1054,14 @@ find_repeats(int n, pg_uuid_t *ids, text *queue, Datum *payloads, bool *known)
 		if (!known[i])
 			continue;
 		repeats++;
-		if (strcmp(NameStr(*DatumGetName(asyncrr_value(row, 2, &isnull))),
+		if (strcmp(NameStr(*DatumGetName(asyncrr_value(rows, row, 2, &isnull))),
 				   asyncrr_caller_name()) != 0)
 			refuse_used_id(&ids[i], NULL);
-		old_queue = DatumGetTextPP(asyncrr_value(row, 3, &isnull));
+		old_queue = DatumGetTextPP(asyncrr_value(rows, row, 3, &isnull));
 		if (!DatumGetBool(DirectFunctionCall2Coll(texteq, DEFAULT_COLLATION_OID,
 												  PointerGetDatum(old_queue),
 												  PointerGetDatum(queue))) ||
-			!DatumGetBool(DirectFunctionCall2(jsonb_eq, asyncrr_value(row, 4, &isnull),
+			!DatumGetBool(DirectFunctionCall2(jsonb_eq, asyncrr_value(rows, row, 4, &isnull),
 											  payloads[i])))
 			refuse_used_id(&ids[i], text_to_cstring(old_queue));
 	}
@@ -762,8 +1089,6 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 	NewRequest *news;
 	pg_uuid_t  *new_ids;
 	Datum	   *new_payloads;
-	Datum		args[9];
-	char		nulls[10] = "         ";
 	uint64		inserted;
 	bool		isnull;
 
@@ -774,15 +1099,7 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 	for (int i = 0; i < n; i++)
 	{
 		if (fresh[i])
-		{
-			/* a version 4 UUID, as gen_random_uuid() makes */
-			if (!pg_strong_random(ids[i].data, UUID_LEN))
-				ereport(ERROR,
-						(errcode(ERRCODE_INTERNAL_ERROR),
-						 errmsg("could not generate random values")));
-			ids[i].data[6] = (ids[i].data[6] & 0x0f) | 0x40;
-			ids[i].data[8] = (ids[i].data[8] & 0x3f) | 0x80;
-		}
+			random_uuid(&ids[i]);
 		else
 			any_given = true;
 	}
@@ -863,47 +1180,33 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 	 */
 	if (q.has_max_depth)
 	{
-		int64		live;
-
-		asyncrr_run(&depth_plan,
-					(Datum[]) {PointerGetDatum(queue), Int32GetDatum(q.max_depth)}, NULL);
-		live = DatumGetInt64(asyncrr_value(0, 1, &isnull));
+		AsyncrrRows *depth = asyncrr_run(&depth_plan,
+										 (Datum[]) {PointerGetDatum(queue), Int32GetDatum(q.max_depth)},
+										 NULL);
+		int64		live = DatumGetInt64(asyncrr_value(depth, 0, 1, &isnull));
 		if (live + n_new > q.max_depth)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("queue \"%s\" is full", text_to_cstring(queue)),
 					 live >= q.max_depth ?
 					 errdetail("It holds its max_depth of %d live requests.", q.max_depth) :
-					 errdetail("It holds %lld live requests; %d more would pass its max_depth of %d.",
-							   (long long) live, n_new, q.max_depth),
+					 errdetail("%d more would pass its max_depth of %d.", n_new, q.max_depth),
 					 errhint("Retry later, or raise max_depth with asyncrr.alter_queue().")));
 	}
 	if (inbox == NULL)
 		inbox = asyncrr_current_inbox_name(NULL);
 	if (inbox == NULL)
 	{
-		asyncrr_run(asyncrr_catalog_0_2() ? &open_session_inbox_plan_0_2 : &open_session_inbox_plan,
-					NULL, NULL);
-		inbox = DatumGetTextPP(asyncrr_value(0, 1, &isnull));
+		AsyncrrRows *opened = asyncrr_run(asyncrr_catalog_0_2() ? &open_session_inbox_plan_0_2 :
+										  &open_session_inbox_plan, NULL, NULL);
+
+		inbox = DatumGetTextPP(asyncrr_value(opened, 0, 1, &isnull));
 	}
 
-	args[0] = n_new == 1 ? UUIDPGetDatum(&new_ids[0]) : uuid_array(n_new, new_ids);
-	args[1] = PointerGetDatum(queue);
-	args[2] = PointerGetDatum(inbox);
-	args[3] = n_new == 1 ? new_payloads[0] : jsonb_array(n_new, new_payloads, NULL);
-	args[4] = headers;
-	nulls[4] = headers_isnull ? 'n' : ' ';
-	args[5] = Int32GetDatum(priority);
-	args[6] = Int32GetDatum(q.max_attempts);
-	args[7] = IntervalPGetDatum(timeout);
-	args[8] = DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name()));
-	inserted = asyncrr_run(n_new == 1 ? &insert_one_plan : &insert_plan, args, nulls);
-	if (inserted > 0)
-	{
-		/* one timeout for all: the deadlines differ by nothing */
-		asyncrr_note_deadline_at(DatumGetTimestampTz(asyncrr_value(0, 1, &isnull)));
-		asyncrr_wake_queue_at_commit(queue);
-	}
+	inserted = insert_requests(n_new, new_ids, queue, inbox, new_payloads, headers, headers_isnull,
+							   priority, q.max_attempts, timeout,
+							   DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name())),
+							   NULL);
 	if (inserted < (uint64) n_new)
 	{
 		/*
@@ -1027,12 +1330,12 @@ asyncrr_take_replies(PG_FUNCTION_ARGS)
 	inbox = asyncrr_current_inbox_name(&durable);
 	if (inbox != NULL)
 	{
-		uint64		n = asyncrr_run(&take_plan,
-									(Datum[]) {PointerGetDatum(inbox), PG_GETARG_DATUM(0)},
-									NULL);
+		AsyncrrRows *taken = asyncrr_run(&take_plan,
+										  (Datum[]) {PointerGetDatum(inbox), PG_GETARG_DATUM(0)},
+										  NULL);
 
-		return_rows(fcinfo, n);
-		if (n > 0 && !durable)
+		return_rows(fcinfo, taken);
+		if (taken->n > 0 && !durable)
 			asyncrr_allow_lazy_commit(unwritten);
 	}
 	SPI_finish();
@@ -1069,7 +1372,7 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 	TimestampTz lease_until;
 	Datum		args[7];
 	Queue		q;
-	uint64		n;
+	AsyncrrRows *claimed;
 	bool		unwritten = asyncrr_xact_unwritten();
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -1125,7 +1428,8 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 	args[5] = CStringGetTextDatum(asyncrr_backend_id());
 	for (;;)
 	{
-		SPITupleTable *expired;
+		AsyncrrRows *expired;
+		AsyncrrRows *pending;
 		bool		isnull;
 		bool		skipped;
 
@@ -1141,18 +1445,18 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 		args[1] = TimestampTzGetDatum(t);
 		args[4] = TimestampTzGetDatum(lease_until);
 
-		asyncrr_run(&expired_plan, args, NULL);
-		expired = SPI_tuptable;
-		args[6] = asyncrr_value(0, 1, &isnull);
-		n = asyncrr_run(&claim_plan, args, NULL);
-		SPI_freetuptable(expired);
-		if (n > 0 || !waiting || GetCurrentTimestamp() >= until)
+		expired = asyncrr_run(&expired_plan, args, NULL);
+		args[6] = asyncrr_value(expired, 0, 1, &isnull);
+		claimed = asyncrr_run(&claim_plan, args, NULL);
+		asyncrr_done(expired);
+		if (claimed->n > 0 || !waiting || GetCurrentTimestamp() >= until)
 			break;
 
 		/* nothing yet: free what this look used, the wait may be long */
-		SPI_freetuptable(SPI_tuptable);
-		skipped = asyncrr_run(&pending_plan, args, NULL) > 0;
-		SPI_freetuptable(SPI_tuptable);
+		asyncrr_done(claimed);
+		pending = asyncrr_run(&pending_plan, args, NULL);
+		skipped = pending->n > 0;
+		asyncrr_done(pending);
 		if (skipped)
 		{
 			/*
@@ -1169,8 +1473,8 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 	if (waiting)
 		asyncrr_waiter_release();
 
-	return_rows(fcinfo, n);
-	if (n > 0)
+	return_rows(fcinfo, claimed);
+	if (claimed->n > 0)
 	{
 		asyncrr_note_deadline_at(lease_until);
 		asyncrr_allow_lazy_commit(unwritten);
@@ -1193,7 +1497,7 @@ static void
 complete_requests(int n, pg_uuid_t *ids, Datum *replies, bool *reply_nulls,
 				  bool *attempt_given, int32 *attempts, const char **outcomes)
 {
-	uint64		rows;
+	AsyncrrRows *rows;
 	char	  **states;
 	pg_uuid_t  *end_ids = palloc(n * sizeof(pg_uuid_t));
 	Datum	   *end_replies = palloc(n * sizeof(Datum));
@@ -1201,46 +1505,30 @@ complete_requests(int n, pg_uuid_t *ids, Datum *replies, bool *reply_nulls,
 	int			n_end = 0;
 	bool	   *ended_here;
 
-	check_requests_access(n, ids, "claim");
-	if (n == 1)
-		rows = asyncrr_run(&lock_claim_plan, (Datum[]) {UUIDPGetDatum(&ids[0])}, NULL);
-	else
-		rows = asyncrr_run(&lock_claims_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
+	rows = lock_claims(n, ids);
 
 	/* each row's state as this batch leaves it */
-	states = palloc0(Max(rows, 1) * sizeof(char *));
-	ended_here = palloc0(Max(rows, 1) * sizeof(bool));
+	states = palloc0(Max(rows->n, 1) * sizeof(char *));
+	ended_here = palloc0(Max(rows->n, 1) * sizeof(bool));
 	for (int i = 0; i < n; i++)
 	{
 		int64		row = find_row(rows, &ids[i]);
-		bool		isnull;
-		int32		r_attempt;
-		Datum		claimed_by;
-		bool		claimed_by_isnull;
-		Datum		earlier;
-		bool		earlier_isnull;
+		Claim		c;
 
 		if (row < 0)
 			refuse_unknown_request(&ids[i]);
 		if (!reply_nulls[i])
 			asyncrr_check_size_of("reply", replies[i]);
+		read_claim(rows, row, &c);
 		if (states[row] == NULL)
-			states[row] = TextDatumGetCString(asyncrr_value(row, 2, &isnull));
-		r_attempt = DatumGetInt32(asyncrr_value(row, 3, &isnull));
-		claimed_by = asyncrr_value(row, 4, &claimed_by_isnull);
-		earlier = asyncrr_value(row, 5, &earlier_isnull);
+			states[row] = c.state;
+		c.state = states[row];
 
-		if (stale_claim(attempt_given[i], attempts[i], r_attempt, states[row],
-						claimed_by_isnull ? NULL : DatumGetTextPP(claimed_by),
-						earlier_isnull ? NULL : DatumGetArrayTypeP(earlier)))
+		if (stale_claim(attempt_given[i], attempts[i], &c))
 			outcomes[i] = "late";
-		else if (strcmp(states[row], "pending") == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("request \"%s\" is not claimed", uuid_string(&ids[i])),
-					 errdetail("Only a claimed request can be completed or failed."),
-					 errhint("Claim it with asyncrr.claim() first.")));
-		else if (strcmp(states[row], "claimed") == 0)
+		else if (strcmp(c.state, "pending") == 0)
+			refuse_not_claimed(&ids[i]);
+		else if (strcmp(c.state, "claimed") == 0)
 		{
 			end_ids[n_end] = ids[i];
 			end_replies[n_end] = replies[i];
@@ -1252,18 +1540,7 @@ complete_requests(int n, pg_uuid_t *ids, Datum *replies, bool *reply_nulls,
 		else if (ended_here[row])
 			outcomes[i] = "duplicate";	/* completed earlier in this batch */
 		else
-		{
-			/* ended before: asyncrr._after_end() decides, and keeps a late reply */
-			char		nulls[3] = {' ', reply_nulls[i] ? 'n' : ' ', '\0'};
-			SPITupleTable *locked = SPI_tuptable;
-			const char *after;
-
-			asyncrr_run(&after_end_plan, (Datum[]) {UUIDPGetDatum(&ids[i]), replies[i]}, nulls);
-			after = TextDatumGetCString(asyncrr_value(0, 1, &isnull));
-			outcomes[i] = strcmp(after, "duplicate") == 0 ? "duplicate" : "late";
-			SPI_freetuptable(SPI_tuptable);
-			SPI_tuptable = locked;
-		}
+			outcomes[i] = after_end(&ids[i], c.state, replies[i], reply_nulls[i]);
 	}
 	end_requests(n_end, end_ids, "completed", end_replies, end_nulls, NULL, NULL);
 }
@@ -1360,7 +1637,598 @@ asyncrr_complete_many(PG_FUNCTION_ARGS)
 }
 
 /* ----------------------------------------------------------------
- * The same, for the SQL functions
+ * Requesters and workers: cancel, fail, extend_lease
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * asyncrr.cancel(correlation_id uuid) RETURNS boolean
+ *
+ * Cancels a live request of the caller's role (administrators: any): its
+ * requester gets a cancelled reply.  False if it had already ended.
+ */
+Datum
+asyncrr_cancel(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id;
+	AsyncrrRows *row;
+	bool		isnull;
+	bool		live;
+
+	asyncrr_require("requester", "cancel");
+	asyncrr_check_not_null("correlation id", PG_ARGISNULL(0));
+	id = PG_GETARG_UUID_P(0);
+	SPI_connect();
+	check_requests_access(1, id, NULL);
+	row = asyncrr_run(&lock_state_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+	if (row->n == 0)
+		refuse_unknown_request(id);
+	live = is_live(TextDatumGetCString(asyncrr_value(row, 0, 1, &isnull)));
+	if (live)
+		end_requests(1, id, "cancelled", NULL, NULL,
+					 cstring_to_text("cancelled by the requester"), NULL);
+	SPI_finish();
+	PG_RETURN_BOOL(live);
+}
+
+/*
+ * asyncrr.fail(correlation_id uuid, error text, attempt integer, retry boolean) RETURNS text
+ *
+ * Fails the current claim (with attempt, that attempt's): "failed";
+ * with retry, "retrying" (back to its queue) or "dead_lettered" when that
+ * was its last attempt; "duplicate" or "late" as for complete().
+ */
+Datum
+asyncrr_fail(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id;
+	text	   *error;
+	AsyncrrRows *row;
+	Claim		c;
+	const char *outcome;
+
+	asyncrr_require("worker", "fail");
+	asyncrr_check_not_null("correlation id", PG_ARGISNULL(0));
+	id = PG_GETARG_UUID_P(0);
+	SPI_connect();
+	row = lock_claims(1, id);
+	if (row->n == 0)
+		refuse_unknown_request(id);
+	asyncrr_check_not_null("error", PG_ARGISNULL(1));
+	asyncrr_check_not_null("retry", PG_ARGISNULL(3));
+	error = PG_GETARG_TEXT_PP(1);
+	asyncrr_check_size_of("error", PointerGetDatum(error));
+	read_claim(row, 0, &c);
+
+	if (stale_claim(!PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), &c))
+		outcome = "late";
+	else if (strcmp(c.state, "pending") == 0)
+		refuse_not_claimed(id);
+	else if (strcmp(c.state, "claimed") != 0)
+		outcome = after_end(id, c.state, (Datum) 0, true);
+	else if (!PG_GETARG_BOOL(3))
+	{
+		end_requests(1, id, "failed", NULL, NULL, error, NULL);
+		outcome = "failed";
+	}
+	else if (c.attempt >= c.max_attempts)
+	{
+		end_requests(1, id, "dead_lettered", NULL, NULL, error, cstring_to_text("max_attempts"));
+		outcome = "dead_lettered";
+	}
+	else
+	{
+		asyncrr_done(asyncrr_run(&retry_plan, (Datum[]) {UUIDPGetDatum(id), PointerGetDatum(error)},
+								 NULL));
+		asyncrr_wake_queue_at_commit(c.queue);
+		outcome = "retrying";
+	}
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(outcome));
+}
+
+/*
+ * asyncrr.extend_lease(correlation_id uuid, extra interval, attempt integer)
+ *     RETURNS timestamptz
+ *
+ * Heartbeat: the current claim's lease now ends extra from now.
+ */
+Datum
+asyncrr_extend_lease(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id;
+	AsyncrrRows *row;
+	Claim		c;
+	bool		attempt_given = !PG_ARGISNULL(2);
+	int32		attempt = attempt_given ? PG_GETARG_INT32(2) : 0;
+	TimestampTz new_end;
+
+	asyncrr_require("worker", "extend_lease");
+	asyncrr_check_not_null("correlation id", PG_ARGISNULL(0));
+	id = PG_GETARG_UUID_P(0);
+	SPI_connect();
+	row = lock_claims(1, id);
+	if (row->n == 0)
+		refuse_unknown_request(id);
+	asyncrr_check_positive("lease extension", PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1));
+	read_claim(row, 0, &c);
+	if (stale_claim(attempt_given, attempt, &c))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("claim of request \"%s\" is no longer current", uuid_string(id)),
+				 attempt_given ?
+				 errdetail("Attempt %d is over: the request is %s, at attempt %d.",
+						   attempt, c.state, c.attempt) :
+				 errdetail("Another session has claimed it since.")));
+	if (strcmp(c.state, "claimed") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("request \"%s\" is not claimed", uuid_string(id)),
+				 errdetail("Its state is %s: the claim is no longer current.", c.state)));
+
+	new_end = plus(GetCurrentTransactionStartTimestamp(), PG_GETARG_INTERVAL_P(1));
+	asyncrr_done(asyncrr_run(&extend_plan,
+							 (Datum[]) {UUIDPGetDatum(id), TimestampTzGetDatum(new_end)}, NULL));
+	asyncrr_note_deadline_at(new_end);
+	SPI_finish();
+	PG_RETURN_TIMESTAMPTZ(new_end);
+}
+
+/*
+ * asyncrr.close_inbox(cancel_pending boolean) RETURNS integer
+ *
+ * Releases the inbox this session holds and UNLISTENs on its channel; with
+ * cancel_pending, first cancels its live requests, locked in id order.
+ * Returns how many were cancelled.
+ */
+Datum
+asyncrr_close_inbox(PG_FUNCTION_ARGS)
+{
+	text	   *inbox;
+	uint64		n = 0;
+
+	asyncrr_require("requester", "close_inbox");
+	asyncrr_check_not_null("cancel_pending", PG_ARGISNULL(0));
+	SPI_connect();
+	inbox = asyncrr_current_inbox_name(NULL);
+	if (inbox != NULL)
+	{
+		if (PG_GETARG_BOOL(0))
+		{
+			AsyncrrRows *live = asyncrr_run(&live_of_inbox_plan,
+											(Datum[]) {PointerGetDatum(inbox)}, NULL);
+
+			n = live->n;
+			end_requests((int) n, row_ids(live), "cancelled", NULL, NULL,
+						 cstring_to_text("cancelled by close_inbox"), NULL);
+		}
+		asyncrr_done(asyncrr_run(&release_inbox_plan, (Datum[]) {PointerGetDatum(inbox)}, NULL));
+		Async_Unlisten(psprintf("%s%s", ASYNCRR_CHANNEL_PREFIX, text_to_cstring(inbox)));
+	}
+	SPI_finish();
+	PG_RETURN_INT32((int32) n);
+}
+
+/* ----------------------------------------------------------------
+ * Administrators: drop_queue, redrive, redrive_queue
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * asyncrr._lock_queue(queue_name text, exclusive boolean) RETURNS void
+ *
+ * For the SQL functions that change a queue (alter_queue, grant_queue,
+ * revoke_queue).
+ */
+Datum
+asyncrr_lock_queue_sql(PG_FUNCTION_ARGS)
+{
+	asyncrr_check_not_null("queue name", PG_ARGISNULL(0));
+	asyncrr_check_not_null("exclusive", PG_ARGISNULL(1));
+	asyncrr_lock_queue(PG_GETARG_TEXT_PP(0), PG_GETARG_BOOL(1));
+	PG_RETURN_VOID();
+}
+
+/*
+ * asyncrr.drop_queue(queue_name text, force boolean) RETURNS void
+ *
+ * Drops a queue and its grants; refused while it has live requests unless
+ * force, which dead-letters them (reason queue_dropped), locked in id
+ * order.  Waits for submits in flight and keeps new ones out.
+ */
+Datum
+asyncrr_drop_queue(PG_FUNCTION_ARGS)
+{
+	text	   *queue;
+	Queue		q;
+	AsyncrrRows *live;
+	bool		isnull;
+	int64		n_live;
+
+	asyncrr_require("admin", "drop_queue");
+	asyncrr_check_not_null("force", PG_ARGISNULL(1));
+	asyncrr_check_not_null("queue name", PG_ARGISNULL(0));
+	queue = PG_GETARG_TEXT_PP(0);
+	SPI_connect();
+	asyncrr_lock_queue(queue, true);
+	lookup_queue(queue, NULL, false, &q);
+
+	live = asyncrr_run(&count_live_plan, (Datum[]) {PointerGetDatum(queue)}, NULL);
+	n_live = DatumGetInt64(asyncrr_value(live, 0, 1, &isnull));
+	if (n_live > 0 && !PG_GETARG_BOOL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("queue \"%s\" has %lld live requests", text_to_cstring(queue),
+						(long long) n_live),
+				 errhint("Wait for them to end, or use force => true to dead-letter them.")));
+	if (n_live > 0)
+	{
+		live = asyncrr_run(&live_of_queue_plan, (Datum[]) {PointerGetDatum(queue)}, NULL);
+		end_requests((int) live->n, row_ids(live), "dead_lettered", NULL, NULL,
+					 cstring_to_text(psprintf("queue \"%s\" was dropped", text_to_cstring(queue))),
+					 cstring_to_text("queue_dropped"));
+	}
+	asyncrr_done(asyncrr_run(&delete_queue_plan, (Datum[]) {PointerGetDatum(queue)}, NULL));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * Sends a dead letter back to its queue as a new request: new id, same
+ * inbox, owner, payload, headers, priority and timeout.  Returns the new id.
+ */
+static pg_uuid_t *
+redrive_one(pg_uuid_t *old_id)
+{
+	AsyncrrRows *letter;
+	Queue		q;
+	bool		isnull;
+	bool		headers_isnull;
+	text	   *queue;
+	Datum		payload;
+	Datum		headers;
+	pg_uuid_t  *new_id = palloc(sizeof(pg_uuid_t));
+
+	letter = asyncrr_run(&take_dead_letter_plan, (Datum[]) {UUIDPGetDatum(old_id)}, NULL);
+	if (letter->n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("dead letter \"%s\" does not exist", uuid_string(old_id))));
+	queue = DatumGetTextPP(asyncrr_value(letter, 0, 1, &isnull));
+	lookup_queue(queue, NULL, true, &q);
+
+	random_uuid(new_id);
+	payload = asyncrr_value(letter, 0, 4, &isnull);
+	headers = asyncrr_value(letter, 0, 5, &headers_isnull);
+	(void) insert_requests(1, new_id, queue, DatumGetTextPP(asyncrr_value(letter, 0, 2, &isnull)),
+						   &payload, headers, headers_isnull,
+						   DatumGetInt32(asyncrr_value(letter, 0, 6, &isnull)), q.max_attempts,
+						   DatumGetIntervalP(asyncrr_value(letter, 0, 7, &isnull)),
+						   asyncrr_value(letter, 0, 3, &isnull), old_id);
+	asyncrr_done(asyncrr_run(&mark_redriven_plan,
+							 (Datum[]) {UUIDPGetDatum(old_id), UUIDPGetDatum(new_id)}, NULL));
+	asyncrr_done(letter);
+	return new_id;
+}
+
+/* asyncrr.redrive(correlation_id uuid) RETURNS uuid */
+Datum
+asyncrr_redrive(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *new_id;
+
+	asyncrr_require("admin", "redrive");
+	asyncrr_check_not_null("correlation id", PG_ARGISNULL(0));
+	SPI_connect();
+	new_id = redrive_one(PG_GETARG_UUID_P(0));
+	SPI_finish();
+	PG_RETURN_UUID_P(new_id);
+}
+
+/*
+ * asyncrr.redrive_queue(queue_name text, reason text) RETURNS bigint
+ *
+ * Redrives every dead letter of a queue (with reason, only those), oldest
+ * first; returns how many.
+ */
+Datum
+asyncrr_redrive_queue(PG_FUNCTION_ARGS)
+{
+	text	   *queue;
+	Queue		q;
+	AsyncrrRows *letters;
+	Datum		args[2];
+	char		nulls[3] = "  ";
+
+	asyncrr_require("admin", "redrive_queue");
+	asyncrr_check_not_null("queue name", PG_ARGISNULL(0));
+	queue = PG_GETARG_TEXT_PP(0);
+	SPI_connect();
+	lookup_queue(queue, NULL, true, &q);
+	if (!PG_ARGISNULL(1))
+	{
+		char	   *reason = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+		if (strcmp(reason, "timeout") != 0 && strcmp(reason, "max_attempts") != 0 &&
+			strcmp(reason, "queue_dropped") != 0 && strcmp(reason, "requester_gone") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid dead letter reason \"%s\"", reason),
+					 errdetail("Reasons are timeout, max_attempts, queue_dropped and requester_gone.")));
+	}
+	args[0] = PointerGetDatum(queue);
+	args[1] = PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	letters = asyncrr_run(&dead_letters_of_plan, args, nulls);
+	for (uint64 i = 0; i < letters->n; i++)
+		(void) redrive_one(row_id(letters, i));
+	SPI_finish();
+	PG_RETURN_INT64((int64) letters->n);
+}
+
+/* ----------------------------------------------------------------
+ * The background worker's steps (worker.c decides when to run them).
+ * Each handles at most batch_size requests in the caller's transaction and
+ * returns how many it handled; the worker repeats a step while it comes
+ * back full.  SKIP LOCKED: a request a client holds is taken on a later
+ * pass, and the steps never wait for, nor deadlock with, anyone.
+ * ----------------------------------------------------------------
+ */
+
+/* Requests past their deadline (ids, locked): timed_out, with a dead letter. */
+static void
+time_out_requests(AsyncrrRows *due)
+{
+	end_with(&end_timed_out_plan, (int) due->n, row_ids(due), "timed_out", NULL, NULL,
+			 NULL, cstring_to_text("timeout"));
+}
+
+/* asyncrr._expire_deadlines(batch_size integer) RETURNS integer */
+Datum
+asyncrr_expire_deadlines(PG_FUNCTION_ARGS)
+{
+	AsyncrrRows *due;
+
+	asyncrr_check_not_null("batch_size", PG_ARGISNULL(0));
+	SPI_connect();
+	due = asyncrr_run(&due_plan, (Datum[]) {PG_GETARG_DATUM(0)}, NULL);
+	time_out_requests(due);
+	SPI_finish();
+	PG_RETURN_INT32((int32) due->n);
+}
+
+/*
+ * asyncrr._expire_leases(batch_size integer) RETURNS integer
+ *
+ * Claimed requests whose lease ran out go back to pending, or, when that
+ * was their last attempt, are dead-lettered (reason max_attempts).
+ */
+Datum
+asyncrr_expire_leases(PG_FUNCTION_ARGS)
+{
+	AsyncrrRows *expired;
+	pg_uuid_t  *last = NULL;
+	pg_uuid_t  *again = NULL;
+	int			n_last = 0;
+	int			n_again = 0;
+
+	asyncrr_check_not_null("batch_size", PG_ARGISNULL(0));
+	SPI_connect();
+	expired = asyncrr_run(&lease_expired_plan, (Datum[]) {PG_GETARG_DATUM(0)}, NULL);
+	last = palloc(Max(expired->n, 1) * sizeof(pg_uuid_t));
+	again = palloc(Max(expired->n, 1) * sizeof(pg_uuid_t));
+	for (uint64 i = 0; i < expired->n; i++)
+	{
+		bool		isnull;
+
+		if (DatumGetBool(asyncrr_value(expired, i, 2, &isnull)))
+			last[n_last++] = *row_id(expired, i);
+		else
+		{
+			again[n_again++] = *row_id(expired, i);
+			asyncrr_wake_queue_at_commit(DatumGetTextPP(asyncrr_value(expired, i, 3, &isnull)));
+		}
+	}
+	end_with(&end_lease_expired_plan, n_last, last, "dead_lettered", NULL, NULL, NULL,
+			 cstring_to_text("max_attempts"));
+	if (n_again > 0)
+		asyncrr_done(asyncrr_run(&requeue_plan, (Datum[]) {uuid_array(n_again, again)}, NULL));
+	SPI_finish();
+	PG_RETURN_INT32((int32) expired->n);
+}
+
+/*
+ * asyncrr._orphan_inboxes(batch_size integer, grace interval) RETURNS integer
+ *
+ * Inboxes whose holding backend has exited are released.  Replies waiting
+ * in a session inbox released more than grace ago, or for grace in an
+ * inbox that has no row (the call inbox of a CALL asyncrr.call that is
+ * gone, a removed session inbox), move to the dead letters (reason
+ * requester_gone), unless the request was dead-lettered already; a session
+ * inbox with nothing left is removed.  Durable inboxes keep their replies.
+ */
+Datum
+asyncrr_orphan_inboxes(PG_FUNCTION_ARGS)
+{
+	AsyncrrRows *orphaned;
+	bool		isnull;
+	int32		n;
+
+	asyncrr_check_not_null("batch_size", PG_ARGISNULL(0));
+	asyncrr_check_not_null("grace", PG_ARGISNULL(1));
+	SPI_connect();
+	asyncrr_done(asyncrr_run(&release_dead_holders_plan, NULL, NULL));
+	orphaned = asyncrr_run(&orphan_replies_plan, (Datum[]) {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)},
+						   NULL);
+	n = DatumGetInt32(asyncrr_value(orphaned, 0, 1, &isnull));
+	asyncrr_done(asyncrr_run(&remove_session_inboxes_plan, (Datum[]) {PG_GETARG_DATUM(1)}, NULL));
+	SPI_finish();
+	PG_RETURN_INT32(n);
+}
+
+/* ----------------------------------------------------------------
+ * What the waits of wait.c do to a request
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Takes the reply of the request if it has one, else reports how it stands.
+ * Under READ COMMITTED each statement sees what has committed by its start:
+ * a reply recorded after the UPDATE began and before the SELECT is not
+ * "taken by someone else", so that case looks again.  Values are copied,
+ * detoasted, into mcxt: the caller may let go of its snapshot.  The caller
+ * is connected to SPI.
+ */
+AsyncrrTake
+asyncrr_take_reply(pg_uuid_t *id, AsyncrrReply *r, MemoryContext mcxt)
+{
+	for (;;)
+	{
+		AsyncrrRows *row = asyncrr_run(&take_one_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+		bool		isnull;
+		bool		taken_before = false;
+		MemoryContext old;
+
+		if (row->n == 0)
+		{
+			asyncrr_done(row);
+			row = asyncrr_run(&standing_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+			if (row->n == 0)
+				refuse_unknown_request(id);
+			(void) asyncrr_value(row, 0, 5, &r->finished_isnull);
+			taken_before = DatumGetBool(asyncrr_value(row, 0, 7, &isnull));
+			if (!r->finished_isnull && !taken_before)
+			{
+				asyncrr_done(row);
+				continue;		/* recorded since the UPDATE began: take it */
+			}
+		}
+
+		old = MemoryContextSwitchTo(mcxt);
+		r->id = *row_id(row, 0);
+		r->state = TextDatumGetCString(asyncrr_value(row, 0, 2, &isnull));
+		r->reply = asyncrr_value(row, 0, 3, &r->reply_isnull);
+		if (!r->reply_isnull)
+			r->reply = PointerGetDatum(PG_DETOAST_DATUM_COPY(r->reply));
+		r->error = asyncrr_value(row, 0, 4, &r->error_isnull);
+		if (!r->error_isnull)
+			r->error = PointerGetDatum(PG_DETOAST_DATUM_COPY(r->error));
+		r->finished_at = asyncrr_value(row, 0, 5, &r->finished_isnull);
+		r->deadline = DatumGetTimestampTz(asyncrr_value(row, 0, 6, &isnull));
+		MemoryContextSwitchTo(old);
+		asyncrr_done(row);
+
+		if (r->finished_isnull)
+			return ASYNCRR_TAKE_LIVE;
+		if (taken_before)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the reply to request \"%s\" was already taken", uuid_string(id)),
+					 errdetail("The request ended as %s; see asyncrr.status().", r->state)));
+		return ASYNCRR_TAKE_TAKEN;
+	}
+}
+
+/*
+ * Refuses, like an unknown id, a request that is not one of the inbox this
+ * session holds (wait) or not one the caller made through CALL
+ * asyncrr.call (call).  The caller is connected to SPI.
+ */
+void
+asyncrr_check_waitable(pg_uuid_t *id, bool call)
+{
+	AsyncrrRows *row = NULL;
+
+	if (call)
+		row = asyncrr_run(&call_request_plan,
+						  (Datum[]) {UUIDPGetDatum(id),
+							  DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name()))},
+						  NULL);
+	else
+	{
+		text	   *inbox = asyncrr_current_inbox_name(NULL);
+
+		if (inbox != NULL)
+			row = asyncrr_run(&in_inbox_plan,
+							  (Datum[]) {UUIDPGetDatum(id), PointerGetDatum(inbox)}, NULL);
+	}
+	if (row == NULL || row->n == 0)
+		refuse_unknown_request(id);
+	asyncrr_done(row);
+}
+
+/* CALL asyncrr.call's submit: one request, its reply to the call inbox. */
+pg_uuid_t *
+asyncrr_submit_call(text *queue, Datum payload, bool payload_isnull, Interval *timeout,
+					pg_uuid_t *given)
+{
+	pg_uuid_t  *id = palloc0(sizeof(pg_uuid_t));
+	bool		fresh = given == NULL;
+
+	if (given != NULL)
+		*id = *given;
+	submit_requests(queue, 1, &payload, &payload_isnull, id, &fresh, timeout,
+					false, 0, (Datum) 0, true, cstring_to_text(ASYNCRR_CALL_INBOX));
+	return id;
+}
+
+/* A live request past its deadline ends as timed_out now, as the worker would end it. */
+void
+asyncrr_time_out(pg_uuid_t *id)
+{
+	time_out_requests(asyncrr_run(&due_one_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL));
+}
+
+/*
+ * The caller of CALL asyncrr.call is gone, or cancelled its call: its
+ * request ends as cancelled at once, its reply taken (nobody will take
+ * it), unless a worker is ending it at this very moment (its row is
+ * locked); a worker holding it gets "late" from complete().
+ */
+void
+asyncrr_cancel_call(pg_uuid_t *id)
+{
+	AsyncrrRows *row = asyncrr_run(&lock_live_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+
+	if (row->n == 0)
+		return;
+	end_requests(1, id, "cancelled", NULL, NULL,
+				 cstring_to_text("cancelled: the caller of asyncrr.call is gone"), NULL);
+	asyncrr_done(asyncrr_run(&mark_taken_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL));
+}
+
+/*
+ * wait_for_work: the caller's claim privilege on the queue is checked as
+ * claim() checks it.
+ */
+void
+asyncrr_check_claimable(text *queue)
+{
+	Queue		q;
+
+	lookup_queue(queue, "claim", false, &q);
+}
+
+/* Would a claim of this queue take something now? */
+bool
+asyncrr_queue_has_work(text *queue)
+{
+	bool		isnull;
+	AsyncrrRows *found = asyncrr_run(&work_plan,
+									 (Datum[]) {PointerGetDatum(queue),
+										 TimestampTzGetDatum(GetCurrentTimestamp())},
+									 NULL);
+	bool		has = DatumGetBool(asyncrr_value(found, 0, 1, &isnull));
+
+	asyncrr_done(found);
+	return has;
+}
+
+/* ----------------------------------------------------------------
+ * For the catalogs of 0.1 and 0.2, whose SQL names these C functions,
+ * until ALTER EXTENSION asyncrr UPDATE (and for installing those
+ * versions, which validates every C function it creates).  0.3 does not
+ * use them.
  * ----------------------------------------------------------------
  */
 
@@ -1388,25 +2256,24 @@ asyncrr_end_request_sql(PG_FUNCTION_ARGS)
 /*
  * asyncrr._request_for_update(correlation_id uuid, privilege text)
  *     RETURNS asyncrr.request
- *
- * The request, locked for update; unknown ids and those the caller may not
- * touch are refused alike (check_requests_access).
  */
 Datum
 asyncrr_request_for_update_sql(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *id = PG_ARGISNULL(0) ? NULL : PG_GETARG_UUID_P(0);
+	AsyncrrRows *row;
 	bool		isnull;
-	Datum		row;
+	Datum		request;
 
 	asyncrr_check_not_null("correlation id", id == NULL);
 	SPI_connect();
 	check_requests_access(1, id, PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
-	if (asyncrr_run(&lock_row_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) == 0)
+	row = asyncrr_run(&lock_row_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+	if (row->n == 0)
 		refuse_unknown_request(id);
-	row = SPI_datumTransfer(asyncrr_value(0, 1, &isnull), false, -1);
+	request = SPI_datumTransfer(asyncrr_value(row, 0, 1, &isnull), false, -1);
 	SPI_finish();
-	PG_RETURN_DATUM(row);
+	PG_RETURN_DATUM(request);
 }
 
 /* asyncrr._stale_claim(r asyncrr.request, attempt integer) RETURNS boolean */
@@ -1414,228 +2281,21 @@ Datum
 asyncrr_stale_claim_sql(PG_FUNCTION_ARGS)
 {
 	HeapTupleHeader r;
+	Claim		c;
 	bool		isnull;
-	Datum		r_attempt;
-	Datum		state;
-	Datum		claimed_by;
-	bool		claimed_by_isnull;
-	Datum		earlier;
+	Datum		value;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	r = PG_GETARG_HEAPTUPLEHEADER(0);
-	r_attempt = GetAttributeByName(r, "attempt", &isnull);
-	state = GetAttributeByName(r, "state", &isnull);
+	value = GetAttributeByName(r, "state", &isnull);
 	if (isnull)
 		elog(ERROR, "asyncrr._stale_claim: a request without a state");
-	claimed_by = GetAttributeByName(r, "claimed_by", &claimed_by_isnull);
-	earlier = GetAttributeByName(r, "earlier_claimers", &isnull);
-
-	PG_RETURN_BOOL(stale_claim(!PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1),
-							   DatumGetInt32(r_attempt), TextDatumGetCString(state),
-							   claimed_by_isnull ? NULL : DatumGetTextPP(claimed_by),
-							   isnull ? NULL : DatumGetArrayTypeP(earlier)));
-}
-
-/* asyncrr._lock_queue(queue_name text, exclusive boolean) RETURNS void */
-Datum
-asyncrr_lock_queue_sql(PG_FUNCTION_ARGS)
-{
-	asyncrr_check_not_null("queue name", PG_ARGISNULL(0));
-	asyncrr_check_not_null("exclusive", PG_ARGISNULL(1));
-	asyncrr_lock_queue(PG_GETARG_TEXT_PP(0), PG_GETARG_BOOL(1));
-	PG_RETURN_VOID();
-}
-
-/*
- * asyncrr.close_inbox(cancel_pending boolean) RETURNS integer
- *
- * Releases the inbox this session holds and UNLISTENs on its channel; with
- * cancel_pending, first cancels its live requests, locked in id order.
- * Returns how many were cancelled.
- */
-Datum
-asyncrr_close_inbox(PG_FUNCTION_ARGS)
-{
-	text	   *inbox;
-	uint64		n = 0;
-
-	asyncrr_require("requester", "close_inbox");
-	asyncrr_check_not_null("cancel_pending", PG_ARGISNULL(0));
-	SPI_connect();
-	inbox = asyncrr_current_inbox_name(NULL);
-	if (inbox != NULL)
-	{
-		if (PG_GETARG_BOOL(0))
-		{
-			pg_uuid_t  *ids;
-			Datum	   *replies;
-			bool	   *nulls;
-
-			n = asyncrr_run(&live_of_inbox_plan, (Datum[]) {PointerGetDatum(inbox)}, NULL);
-			ids = palloc(Max(n, 1) * sizeof(pg_uuid_t));
-			replies = palloc0(Max(n, 1) * sizeof(Datum));
-			nulls = palloc(Max(n, 1) * sizeof(bool));
-			for (uint64 i = 0; i < n; i++)
-			{
-				ids[i] = *row_id(i);
-				nulls[i] = true;
-			}
-			end_requests((int) n, ids, "cancelled", replies, nulls,
-						 cstring_to_text("cancelled by close_inbox"), NULL);
-		}
-		asyncrr_run(&release_inbox_plan, (Datum[]) {PointerGetDatum(inbox)}, NULL);
-		Async_Unlisten(psprintf("%s%s", ASYNCRR_CHANNEL_PREFIX, text_to_cstring(inbox)));
-	}
-	SPI_finish();
-	PG_RETURN_INT32((int32) n);
-}
-
-/* ----------------------------------------------------------------
- * What the waits of wait.c do to a request
- * ----------------------------------------------------------------
- */
-
-/*
- * Takes the reply of the request if it has one, else reports how it stands.
- * Under READ COMMITTED each statement sees what has committed by its start:
- * a reply recorded after the UPDATE began and before the SELECT is not
- * "taken by someone else", so that case looks again.  Values are copied,
- * detoasted, into the caller's memory: the caller may let go of its
- * snapshot.  The caller is connected to SPI.
- */
-AsyncrrTake
-asyncrr_take_reply(pg_uuid_t *id, AsyncrrReply *r, MemoryContext mcxt)
-{
-	for (;;)
-	{
-		bool		isnull;
-		bool		taken_before;
-		MemoryContext old;
-
-		if (asyncrr_run(&take_one_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) == 0)
-		{
-			if (asyncrr_run(&standing_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) == 0)
-				refuse_unknown_request(id);
-			(void) asyncrr_value(0, 5, &r->finished_isnull);
-			taken_before = DatumGetBool(asyncrr_value(0, 7, &isnull));
-			if (!r->finished_isnull && !taken_before)
-				continue;		/* recorded since the UPDATE began: take it */
-		}
-		else
-			taken_before = false;
-
-		old = MemoryContextSwitchTo(mcxt);
-		r->id = *row_id(0);
-		r->state = TextDatumGetCString(asyncrr_value(0, 2, &isnull));
-		r->reply = asyncrr_value(0, 3, &r->reply_isnull);
-		if (!r->reply_isnull)
-			r->reply = PointerGetDatum(PG_DETOAST_DATUM_COPY(r->reply));
-		r->error = asyncrr_value(0, 4, &r->error_isnull);
-		if (!r->error_isnull)
-			r->error = PointerGetDatum(PG_DETOAST_DATUM_COPY(r->error));
-		r->finished_at = asyncrr_value(0, 5, &r->finished_isnull);
-		r->deadline = DatumGetTimestampTz(asyncrr_value(0, 6, &isnull));
-		MemoryContextSwitchTo(old);
-
-		if (r->finished_isnull)
-			return ASYNCRR_TAKE_LIVE;
-		if (taken_before)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("the reply to request \"%s\" was already taken", uuid_string(id)),
-					 errdetail("The request ended as %s; see asyncrr.status().", r->state)));
-		return ASYNCRR_TAKE_TAKEN;
-	}
-}
-
-/*
- * Refuses, like an unknown id, a request that is not one of the inbox this
- * session holds (wait) or not one the caller made through CALL
- * asyncrr.call (call).  The caller is connected to SPI.
- */
-void
-asyncrr_check_waitable(pg_uuid_t *id, bool call)
-{
-	uint64		n;
-
-	if (call)
-		n = asyncrr_run(&call_request_plan,
-						(Datum[]) {UUIDPGetDatum(id),
-							DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name()))},
-						NULL);
-	else
-	{
-		text	   *inbox = asyncrr_current_inbox_name(NULL);
-
-		n = inbox == NULL ? 0 :
-			asyncrr_run(&in_inbox_plan, (Datum[]) {UUIDPGetDatum(id), PointerGetDatum(inbox)}, NULL);
-	}
-	if (n == 0)
-		refuse_unknown_request(id);
-}
-
-/* CALL asyncrr.call's submit: one request, its reply to the call inbox. */
-pg_uuid_t *
-asyncrr_submit_call(text *queue, Datum payload, bool payload_isnull, Interval *timeout,
-					pg_uuid_t *given)
-{
-	pg_uuid_t  *id = palloc0(sizeof(pg_uuid_t));
-	bool		fresh = given == NULL;
-
-	if (given != NULL)
-		*id = *given;
-	submit_requests(queue, 1, &payload, &payload_isnull, id, &fresh, timeout,
-					false, 0, (Datum) 0, true, cstring_to_text(ASYNCRR_CALL_INBOX));
-	return id;
-}
-
-/* A request past its deadline ends as timed_out now, as the worker would end it. */
-void
-asyncrr_time_out(pg_uuid_t *id)
-{
-	asyncrr_run(&time_out_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
-}
-
-/*
- * The caller of CALL asyncrr.call is gone, or cancelled its call: its
- * request ends as cancelled at once, its reply taken (nobody will take
- * it), unless a worker is ending it at this very moment (its row is
- * locked); a worker holding it gets "late" from complete().
- */
-void
-asyncrr_cancel_call(pg_uuid_t *id)
-{
-	Datum		reply = (Datum) 0;
-	bool		reply_isnull = true;
-
-	if (asyncrr_run(&lock_live_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL) == 0)
-		return;
-	end_requests(1, id, "cancelled", &reply, &reply_isnull,
-				 cstring_to_text("cancelled: the caller of asyncrr.call is gone"), NULL);
-	asyncrr_run(&mark_taken_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
-}
-
-/*
- * wait_for_work: the caller's claim privilege on the queue is checked as
- * claim() checks it.
- */
-void
-asyncrr_check_claimable(text *queue)
-{
-	Queue		q;
-
-	lookup_queue(queue, "claim", false, &q);
-}
-
-/* Would a claim of this queue take something now? */
-bool
-asyncrr_queue_has_work(text *queue)
-{
-	bool		isnull;
-
-	asyncrr_run(&work_plan,
-				(Datum[]) {PointerGetDatum(queue), TimestampTzGetDatum(GetCurrentTimestamp())},
-				NULL);
-	return DatumGetBool(asyncrr_value(0, 1, &isnull));
+	c.state = TextDatumGetCString(value);
+	c.attempt = DatumGetInt32(GetAttributeByName(r, "attempt", &isnull));
+	value = GetAttributeByName(r, "claimed_by", &isnull);
+	c.claimed_by = isnull ? NULL : DatumGetTextPP(value);
+	value = GetAttributeByName(r, "earlier_claimers", &isnull);
+	c.earlier_claimers = isnull ? NULL : DatumGetArrayTypeP(value);
+	PG_RETURN_BOOL(stale_claim(!PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1), &c));
 }
