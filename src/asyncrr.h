@@ -73,7 +73,7 @@ extern void asyncrr_check_waitable(pg_uuid_t *id, bool call);
 extern pg_uuid_t *asyncrr_submit_call(text *queue, Datum payload, bool payload_isnull,
 									  Interval *timeout, pg_uuid_t *given);
 extern void asyncrr_time_out(pg_uuid_t *id);
-extern void asyncrr_cancel_call(pg_uuid_t *id);
+extern bool asyncrr_cancel_call(pg_uuid_t *id);
 extern void asyncrr_check_claimable(text *queue);
 extern bool asyncrr_queue_has_work(text *queue);
 
@@ -152,6 +152,7 @@ extern void asyncrr_register_worker(void);
 extern void asyncrr_worker_shmem_request(void);
 extern void asyncrr_worker_shmem_startup(void);
 extern void asyncrr_note_deadline_at(TimestampTz at);
+extern bool asyncrr_abandon_call(pg_uuid_t *id);
 
 /* wait.c */
 extern void asyncrr_wait_xact_callback(XactEvent event);

@@ -2182,19 +2182,29 @@ asyncrr_time_out(pg_uuid_t *id)
 /*
  * The caller of CALL asyncrr.call is gone, or cancelled its call: its
  * request ends as cancelled at once, its reply taken (nobody will take
- * it), unless a worker is ending it at this very moment (its row is
- * locked); a worker holding it gets "late" from complete().
+ * it); a worker holding its claim gets "late" from complete().  Returns
+ * false if a transaction holds the request's row (a worker completing it
+ * or extending its lease): then nothing is done, and the caller, which
+ * must not wait, leaves it to the background worker (asyncrr_abandon_call).
+ * True if it was cancelled or had ended.
  */
-void
+bool
 asyncrr_cancel_call(pg_uuid_t *id)
 {
 	AsyncrrRows *row = asyncrr_run(&lock_live_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+	bool		isnull;
 
 	if (row->n == 0)
-		return;
+	{
+		row = asyncrr_run(&standing_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+		if (row->n > 0)
+			(void) asyncrr_value(row, 0, 5, &isnull);	/* finished_at */
+		return row->n == 0 || !isnull;
+	}
 	end_requests(1, id, "cancelled", NULL, NULL,
 				 cstring_to_text("cancelled: the caller of asyncrr.call is gone"), NULL);
 	asyncrr_done(asyncrr_run(&mark_taken_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL));
+	return true;
 }
 
 /*

@@ -664,7 +664,8 @@ wait_for_reply(FunctionCallInfo fcinfo, pg_uuid_t *id, TimestampTz until, bool r
 			if (call)
 			{
 				HOLD_INTERRUPTS();
-				asyncrr_cancel_call(id);
+				if (!asyncrr_cancel_call(id))
+					(void) asyncrr_abandon_call(id);
 				SPI_commit();
 				RESUME_INTERRUPTS();
 			}

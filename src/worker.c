@@ -5,9 +5,11 @@
  *	  returns or dead-letters requests whose lease ran out, dead-letters
  *	  replies whose session is gone, and removes what retention allows.
  *
- * The rules live in SQL (asyncrr._expire_deadlines() and friends, which end
- * requests through asyncrr._end_request() like every other caller); this
- * file decides when to run them.  Each step runs in its own transactions
+ * The rules live in src/request.c (asyncrr._expire_deadlines() and
+ * friends, which end requests like every other caller); this file decides
+ * when to run them.  It also cancels the requests of CALL asyncrr.call
+ * whose caller went away while a worker's transaction held the request
+ * (asyncrr_abandon_call).  Each step runs in its own transactions
  * of at most asyncrr.batch_size rows, repeated while a batch comes back
  * full, so a backlog never makes one giant transaction.
  *
@@ -63,11 +65,16 @@ PG_FUNCTION_INFO_V1(asyncrr_note_deadline);
 /* How long to wait for the extension to be created, or after an error. */
 #define RETRY_MS 1000
 
+/* Requests of abandoned calls the worker holds for cancelling, at most. */
+#define ABANDONED_MAX 256
+
 typedef struct AsyncrrShared
 {
 	slock_t		mutex;
 	int			worker_procno;	/* -1 while no worker runs */
 	TimestampTz next_wakeup;	/* when the worker will look again */
+	int			n_abandoned;
+	pg_uuid_t	abandoned[ABANDONED_MAX];
 } AsyncrrShared;
 
 static AsyncrrShared *shared = NULL;
@@ -97,6 +104,7 @@ asyncrr_worker_shmem_startup(void)
 		SpinLockInit(&shared->mutex);
 		shared->worker_procno = -1;
 		shared->next_wakeup = DT_NOBEGIN;
+		shared->n_abandoned = 0;
 	}
 }
 
@@ -146,6 +154,67 @@ asyncrr_note_deadline_at(TimestampTz at)
 		return;
 	if (at < xact_earliest)
 		xact_earliest = at;
+}
+
+/*
+ * The caller of CALL asyncrr.call is gone, but a worker's transaction held
+ * its request, so it could not cancel it (request.c): the worker will, on
+ * its next passes.  False if there is no room (or no worker).
+ */
+bool
+asyncrr_abandon_call(pg_uuid_t *id)
+{
+	int			procno = -1;
+	bool		kept = false;
+
+	if (shared == NULL)
+		return false;
+	SpinLockAcquire(&shared->mutex);
+	if (shared->n_abandoned < ABANDONED_MAX)
+	{
+		shared->abandoned[shared->n_abandoned++] = *id;
+		kept = true;
+	}
+	procno = shared->worker_procno;
+	SpinLockRelease(&shared->mutex);
+	if (procno >= 0)
+		SetLatch(&GetPGProcByNumber(procno)->procLatch);
+	return kept;
+}
+
+/*
+ * Cancels, in one transaction, the requests of abandoned calls; those a
+ * worker's transaction still holds are kept for the next pass.
+ */
+static void
+cancel_abandoned_calls(void)
+{
+	pg_uuid_t	ids[ABANDONED_MAX];
+	int			n;
+
+	SpinLockAcquire(&shared->mutex);
+	n = shared->n_abandoned;
+	memcpy(ids, shared->abandoned, n * sizeof(pg_uuid_t));
+	shared->n_abandoned = 0;
+	SpinLockRelease(&shared->mutex);
+	if (n == 0)
+		return;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "asyncrr: cancelling the requests of abandoned calls");
+	if (OidIsValid(get_extension_oid("asyncrr", true)))
+	{
+		for (int i = 0; i < n; i++)
+			if (!asyncrr_cancel_call(&ids[i]))
+				(void) asyncrr_abandon_call(&ids[i]);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 Datum
@@ -298,6 +367,7 @@ run_pass(bool housekeeping)
 	Datum		next;
 	bool		isnull;
 
+	cancel_abandoned_calls();
 	if (!run_step("asyncrr: ending requests past their deadline",
 				  "SELECT asyncrr._expire_deadlines($1)", 1, (Datum) 0))
 		return DT_NOBEGIN;

@@ -30,7 +30,7 @@ my $connstr = $node->connstr('postgres');
 
 $node->safe_psql('postgres', q{
 	SELECT asyncrr.create_queue(q, default_timeout => '1 minute', lease => '1 minute')
-	  FROM unnest(ARRAY['qa', 'qa2', 'qb', 'qc', 'qc2', 'qc3', 'qc4', 'qd',
+	  FROM unnest(ARRAY['qa', 'qa2', 'qb', 'qc', 'qc2', 'qc3', 'qc4', 'qc5', 'qd',
 	                    'qe', 'qe2', 'qe3', 'qe4']) q;
 	CREATE ROLE rr_caller LOGIN IN ROLE asyncrr_requester;
 	CREATE ROLE rr_worker LOGIN IN ROLE asyncrr_worker;
@@ -250,6 +250,28 @@ like(output($h, qr/^(ERROR|ROW)/m, 10), qr/^ERROR 57014/, 'c4: the cancelled CAL
 is(state_of($claimed), 'cancelled 1', 'c4: the claimed request is cancelled');
 is($node->safe_psql('postgres', "SELECT asyncrr.complete('$claimed', '{}', $attempt)"),
 	'late', 'c4: the worker completing it afterwards is late');
+eval { $h->{run}->finish };
+
+# c5. cancelled while a worker's transaction holds the request (a lease
+# extension not yet committed): the CALL cannot wait for it, so the
+# background worker cancels the request once that transaction ends
+$h = hold('fault_c5', q{CALL asyncrr.call('qc5', '{"tag": "held"}', timeout => '60 seconds')});
+$pid = sleeping_pid($h);
+ok($pid ne '', 'c5: CALL asyncrr.call sleeps');
+my $held = $node->background_psql('postgres');
+($claimed, $attempt) = split /\|/,
+  $held->query_safe("SELECT correlation_id, attempt FROM asyncrr.claim('qc5', 1)");
+$held->query_safe("BEGIN; SELECT asyncrr.extend_lease('$claimed', '1 minute', $attempt)");
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)") if $pid ne '';
+like(output($h, qr/^(ERROR|ROW)/m, 10), qr/^ERROR 57014/, 'c5: the cancelled CALL fails with 57014 at once');
+is(state_of($claimed), 'claimed 1', 'c5: the held request is not cancelled while held');
+$held->query_safe('COMMIT');
+ok($node->poll_query_until('postgres',
+	"SELECT state FROM asyncrr.request WHERE correlation_id = '$claimed'", 'cancelled'),
+	'c5: the background worker cancels it once the worker\'s transaction ends');
+is($held->query_safe("SELECT asyncrr.complete('$claimed', '{}', $attempt)"),
+	'late', 'c5: the worker completing it afterwards is late');
+$held->quit;
 eval { $h->{run}->finish };
 
 ###########################################################################
