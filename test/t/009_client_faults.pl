@@ -299,6 +299,13 @@ sub no_snapshot
 $h = hold('fault_e1', q{CALL asyncrr.call('qe', '{"tag": "e1"}', timeout => '60 seconds')});
 $pid = sleeping_pid($h);
 ok(no_snapshot($pid), 'e1: CALL asyncrr.call sleeps with no snapshot (backend_xmin NULL)');
+# asyncrr.waiters shows an administrator every waiter of this database, and
+# another role none of this superuser's: asyncrr.list_waiters() filters
+# itself (0.2's _waiters(), which did not, is gone: sql/security.sql)
+is($node->safe_psql('postgres', "SELECT count(*) FROM asyncrr.waiters WHERE pid = $pid"),
+	'1', 'e1: an administrator sees the waiter');
+is($node->safe_psql('postgres', "SELECT count(*) FROM asyncrr.waiters", extra_params => [ '-U', 'rr_caller' ]),
+	'0', "e1: another role does not see it");
 $node->safe_psql('postgres',
 	q{SELECT asyncrr.complete(correlation_id, '{"r": "e1"}') FROM asyncrr.claim('qe', 1)});
 like(output($h, qr/^(ERROR|ROW)/m, 10), qr/^ROW [-0-9a-f]+\|completed\|\{"r": "e1"\}\|$/,
