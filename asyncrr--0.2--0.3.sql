@@ -426,7 +426,7 @@ ALTER FUNCTION asyncrr.close_inbox(boolean) SECURITY INVOKER;
 ------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION asyncrr._expire_deadlines(batch_size integer) RETURNS integer
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off SET IntervalStyle = postgres
     AS 'MODULE_PATHNAME', 'asyncrr_expire_deadlines';
 CREATE OR REPLACE FUNCTION asyncrr._expire_leases(batch_size integer) RETURNS integer
     LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off

@@ -887,7 +887,7 @@ COMMENT ON VIEW asyncrr.waiters IS 'backends sleeping in asyncrr.wait, CALL asyn
 -- Live requests past their deadline end as timed_out, with a dead letter
 -- (reason timeout).
 CREATE FUNCTION asyncrr._expire_deadlines(batch_size integer) RETURNS integer
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off SET IntervalStyle = postgres
     AS 'MODULE_PATHNAME', 'asyncrr_expire_deadlines';
 
 -- Claimed requests whose lease ran out go back to pending, or, when that

@@ -73,3 +73,12 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The suites run with asyncrr's default settings, as users run it: the
+-- notifications of replies are sent after commit by the asyncrr dispatcher
+-- (src/notify.c), which serves this database.  (The Makefile's
+-- installcheck-nodispatch runs the few files that need it off.)
+SELECT current_setting('asyncrr.notify_dispatch') AS notify_dispatch;
+SELECT wait_until($$SELECT count(*) = 1 FROM pg_stat_activity
+                    WHERE backend_type = 'asyncrr dispatcher' AND datname = current_database()$$)
+       AS dispatcher_serves_this_database;

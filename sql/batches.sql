@@ -80,8 +80,8 @@ SELECT CASE WHEN c.correlation_id = (:'ids'::uuid[])[2] THEN 'the new one'
          attempts => ARRAY[1, 2, 1, NULL, NULL]) c;
 SELECT correlation_id = (:'ids'::uuid[])[2] AS unnamed, state, reply, error
   FROM asyncrr.request
- WHERE correlation_id::text LIKE 'ba1%' OR correlation_id = (:'ids'::uuid[])[2]
- ORDER BY correlation_id::text LIKE 'ba1%', correlation_id;
+ WHERE correlation_id::text LIKE 'ba100000-%' OR correlation_id = (:'ids'::uuid[])[2]
+ ORDER BY correlation_id::text LIKE 'ba100000-%', correlation_id;
 -- each completed reply is in the inbox once
 SELECT count(*) AS replies, count(DISTINCT correlation_id) AS distinct_replies
   FROM asyncrr.take_replies();

@@ -2,7 +2,10 @@
 -- accepts, close_inbox (with and without cancel_pending), replies kept in
 -- a durable inbox for its next holder, and takeover once the holder's
 -- backend has exited.  (A second live session being refused is in the
--- isolation spec durable-inbox-takeover.)
+-- isolation spec durable-inbox-takeover.)  Where this session takes an
+-- inbox whose replies the dispatcher may not have notified yet, it
+-- UNLISTENs in the same transaction (\; or BEGIN), so that it is never
+-- listening when such a notification is sent (test/regress.conf).
 \set VERBOSITY terse
 SELECT asyncrr.create_queue('ib_main');
 
@@ -60,8 +63,10 @@ SELECT * FROM asyncrr.take_replies();
 
 -- close_inbox() without cancel_pending leaves requests live: their replies
 -- wait in the durable inbox while nobody holds it
+BEGIN;
 SELECT asyncrr.open_inbox('ib_alice') AS channel \gset
 UNLISTEN *;
+COMMIT;
 SELECT asyncrr.submit('ib_main', '{"n": 4}', correlation_id => 'd1000000-0000-0000-0000-000000000004');
 SELECT asyncrr.close_inbox();
 SELECT correlation_id, state FROM asyncrr.pending WHERE queue_name = 'ib_main' ORDER BY 1;
@@ -71,7 +76,7 @@ SELECT name, holder_pid, untaken_replies, live_requests FROM asyncrr.inboxes WHE
 
 -- Takeover: the next holder gets every reply kept in the durable inbox,
 -- even after the session that held it has exited.
-SELECT asyncrr.open_inbox('ib_alice') = :'channel' AS same_channel;
+SELECT asyncrr.open_inbox('ib_alice') = :'channel' AS same_channel \; UNLISTEN *;
 SELECT pg_backend_pid() AS old_pid \gset
 \c
 \set VERBOSITY terse
@@ -87,8 +92,7 @@ BEGIN
 END
 $$;
 SELECT count(*) AS old_backend FROM pg_stat_activity WHERE pid = :old_pid;
-SELECT asyncrr.open_inbox('ib_alice') = :'channel' AS taken_over;
-UNLISTEN *;
+SELECT asyncrr.open_inbox('ib_alice') = :'channel' AS taken_over \; UNLISTEN *;
 SELECT holder_pid = pg_backend_pid() AS held_by_me FROM asyncrr.inboxes WHERE name = 'ib_alice';
 SELECT correlation_id, status, reply, error FROM asyncrr.take_replies();
 SELECT * FROM asyncrr.take_replies();

@@ -111,8 +111,7 @@ SELECT asyncrr.complete('00000000-0000-0000-0003-000000000003', '{"done": 7}');
 SELECT wait_until($$SELECT holder_pid IS NULL FROM asyncrr.inboxes WHERE name = 'worker-durable'$$);
 SELECT pg_sleep(1.5);  -- longer than orphan_grace
 SELECT name, durable, untaken_replies FROM asyncrr.inboxes WHERE name = 'worker-durable';
-SELECT asyncrr.open_inbox('worker-durable');
-UNLISTEN *;
+SELECT asyncrr.open_inbox('worker-durable') \; UNLISTEN *;
 SELECT correlation_id, status, reply FROM asyncrr.take_replies();
 SELECT asyncrr.close_inbox();
 

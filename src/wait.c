@@ -579,7 +579,9 @@ release_snapshots(FunctionCallInfo fcinfo)
  * CALL asyncrr.call may have no SET clause (a procedure with one cannot
  * COMMIT), so it pins its search_path itself, as a SET clause would, in
  * each of its transactions: every statement asyncrr runs must be parsed
- * with pg_catalog first, whatever the caller's search_path.  Returns the
+ * with pg_catalog first, whatever the caller's search_path.  And its
+ * IntervalStyle, as asyncrr._expire_deadlines does: a timeout's error
+ * text ("no reply within 00:00:02") is the same whoever ends the request.  Returns the
  * GUC nesting level to restore with AtEOXact_GUC(true, level).
  */
 static int
@@ -588,6 +590,9 @@ pin_search_path(void)
 	int			level = NewGUCNestLevel();
 
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* and its timeout's error text reads as the worker's would */
+	(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	return level;
 }

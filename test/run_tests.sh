@@ -5,7 +5,10 @@
 # (apt), builds and installs the extension, then, as the postgres OS user
 # (initdb refuses root), runs on a copy of the tree:
 #   - pg_regress   sql/*.sql      (temp instance, test/regress.conf)
-#   - isolation    specs/*.spec   (temp instance, test/isolation.conf)
+#   - isolation    specs/*.spec   (temp instance, test/isolation.conf) less
+#                  the Makefile's ISOLATION_NODISPATCH, which run next
+#   - isolation    ISOLATION_NODISPATCH, asyncrr.notify_dispatch = off (make
+#                  installcheck-nodispatch; test/nodispatch.conf appended)
 #   - TAP          test/t/*.pl    (PostgreSQL::Test::Cluster clusters)
 #   - bench smoke  test/bench/run.sh --quick (its own cluster, ~30 s)
 # Exits non-zero if anything failed; the last line is "N passed, M failed".
@@ -53,10 +56,11 @@ suite() {
 	# keep what pg_regress produced, where a developer looks for it
 	rm -rf "${top:?}/log"
 	[ -d "$work/tree/tmp_check/log" ] && cp -a "$work/tree/tmp_check/log" "$top/log"
-	for r in results output_iso; do
+	for r in results output_iso output_iso_nodispatch; do
 		[ -d "$work/tree/$r" ] && { rm -rf "${top:?}/$r"; cp -a "$work/tree/$r" "$top/$r"; }
 	done
-	for d in "$work"/tree/regression.diffs "$work"/tree/output_iso/regression.diffs; do
+	for d in "$work"/tree/regression.diffs "$work"/tree/output_iso/regression.diffs \
+		"$work"/tree/output_iso_nodispatch/regression.diffs; do
 		[ -s "$d" ] && { echo "--- $d"; head -c 20000 "$d"; rm -f "$d"; }
 	done
 	[ "$name" = tap ] && [ "$rc" -ne 0 ] && for l in "$work"/tree/tmp_check/log/regress_log_*; do
@@ -68,6 +72,7 @@ suite() {
 
 suite regress   make -s PG_CONFIG="$PG_CONFIG" installcheck ISOLATION= TAP_TESTS=
 suite isolation make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= TAP_TESTS=
+suite isolation-nodispatch make -s PG_CONFIG="$PG_CONFIG" installcheck-nodispatch
 if ls "$work"/tree/test/t/*.pl >/dev/null 2>&1; then
 	suite tap   make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= ISOLATION= PROVE_FLAGS="-I test/perl"
 fi
