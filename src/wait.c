@@ -579,21 +579,23 @@ release_snapshots(FunctionCallInfo fcinfo)
  * CALL asyncrr.call may have no SET clause (a procedure with one cannot
  * COMMIT), so it pins its search_path itself, as a SET clause would, in
  * each of its transactions: every statement asyncrr runs must be parsed
- * with pg_catalog first, whatever the caller's search_path.  And its
- * IntervalStyle, as asyncrr._expire_deadlines does: a timeout's error
- * text ("no reply within 00:00:02") is the same whoever ends the request.  Returns the
+ * with pg_catalog first, whatever the caller's search_path.  While it
+ * waits, also its IntervalStyle, as asyncrr._expire_deadlines does: a
+ * timeout's error text ("no reply within 00:00:02") is the same whoever
+ * ends the request.  (Not while it submits: errors speak the caller's.)  Returns the
  * GUC nesting level to restore with AtEOXact_GUC(true, level).
  */
 static int
-pin_search_path(void)
+pin_search_path(bool waiting)
 {
 	int			level = NewGUCNestLevel();
 
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	/* and its timeout's error text reads as the worker's would */
-	(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	/* a timeout's error text reads as the worker's would */
+	if (waiting)
+		(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	return level;
 }
 
@@ -848,7 +850,7 @@ asyncrr_call(PG_FUNCTION_ARGS)
 	asyncrr_require("requester", "call");
 
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
-	pinned = pin_search_path();
+	pinned = pin_search_path(false);
 	id = asyncrr_submit_call(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
 							 PG_GETARG_DATUM(1), PG_ARGISNULL(1),
 							 PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2),
@@ -857,7 +859,7 @@ asyncrr_call(PG_FUNCTION_ARGS)
 	AtEOXact_GUC(true, pinned);
 	SPI_commit();
 
-	pinned = pin_search_path();
+	pinned = pin_search_path(true);
 	asyncrr_check_waitable(id, true);
 	(void) wait_for_reply(fcinfo, id, 0, true, true, &r, mcxt);
 	AtEOXact_GUC(true, pinned);
