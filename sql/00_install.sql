@@ -45,17 +45,39 @@ SELECT p.proname FROM pg_proc p
 
 -- the functions of a round trip run with enable_seqscan off (a plan cached
 -- while the table looked empty must not scan it all later) and without JIT
--- (asyncrr--0.1--0.2.sql)
+-- (asyncrr--0.3.sql says why)
 SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args FROM pg_proc p
  WHERE p.pronamespace = 'asyncrr'::regnamespace
-   AND p.proname IN ('submit', 'submit_many', '_submit', 'claim', 'complete', 'complete_many',
-                     'take_replies', '_end_request', '_request_for_update')
+   AND p.proname IN ('submit', 'submit_many', 'claim', 'complete', 'complete_many',
+                     'take_replies', 'cancel', 'fail', 'extend_lease', 'close_inbox', 'wait')
+   AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
    AND NOT coalesce(p.proconfig @> '{"enable_seqscan=off", "jit=off"}', false);
 
 -- the version installed is the newest; 0.1 is reached through its update
 SELECT extversion FROM pg_extension WHERE extname = 'asyncrr';
 
--- A fixture for the suites that follow: polls a condition until it holds,
+-- Fixtures for the suites that follow.
+--
+-- Runs each statement in its own subtransaction and reports "ok" or the
+-- SQLSTATE and message it failed with.
+CREATE FUNCTION try_each(VARIADIC calls text[]) RETURNS TABLE(call text, outcome text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    dummy text;
+BEGIN
+    FOREACH call IN ARRAY calls LOOP
+        BEGIN
+            EXECUTE call INTO dummy;
+            outcome := 'ok';
+        EXCEPTION WHEN OTHERS THEN
+            outcome := SQLSTATE || ' ' || SQLERRM;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Polls a condition until it holds,
 -- for at most the given seconds (what the background worker does happens
 -- on its own time).  Sees pg_stat_activity anew on every lap.
 CREATE FUNCTION wait_until(cond text, seconds integer DEFAULT 20) RETURNS boolean

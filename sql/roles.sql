@@ -25,25 +25,6 @@ CREATE ROLE regress_nobody LOGIN;
 CREATE ROLE regress_billing_workers NOLOGIN;
 GRANT regress_billing_workers TO regress_wally;
 
--- Runs each statement in its own subtransaction and reports "ok" or the
--- SQLSTATE and message it failed with.
-CREATE FUNCTION regress_try(VARIADIC calls text[]) RETURNS TABLE(call text, outcome text)
-LANGUAGE plpgsql AS $$
-DECLARE
-    dummy text;
-BEGIN
-    FOREACH call IN ARRAY calls LOOP
-        BEGIN
-            EXECUTE call INTO dummy;
-            outcome := 'ok';
-        EXCEPTION WHEN OTHERS THEN
-            outcome := SQLSTATE || ' ' || SQLERRM;
-        END;
-        RETURN NEXT;
-    END LOOP;
-END
-$$;
-
 -- Everything this test could change, as one hash (holder columns left out:
 -- the worker releases the inboxes of ended sessions on its own; and only
 -- this file's roles' inboxes: the worker removes the session inbox another
@@ -119,7 +100,7 @@ SELECT regress_fingerprint() AS fp \gset
 -- A role that holds none of the asyncrr roles is refused everything.
 ------------------------------------------------------------------------------
 \c - regress_nobody
-SELECT * FROM regress_try(
+SELECT * FROM try_each(
     $$SELECT asyncrr.create_queue('rl_x')$$,
     $$SELECT asyncrr.drop_queue('rl_billing')$$,
     $$SELECT asyncrr.alter_queue('rl_billing', max_depth => 1)$$,
@@ -156,7 +137,7 @@ SELECT * FROM regress_try(
 -- A requester: everything but its own requests and inboxes is refused.
 ------------------------------------------------------------------------------
 \c - regress_alice
-SELECT * FROM regress_try(
+SELECT * FROM try_each(
     $$SELECT asyncrr.create_queue('rl_x')$$,
     $$SELECT asyncrr.drop_queue('rl_billing', force => true)$$,
     $$SELECT asyncrr.alter_queue('rl_billing', max_depth => 1)$$,
@@ -187,7 +168,7 @@ SELECT * FROM regress_try(
 -- queues granted to it (here through its group role).
 ------------------------------------------------------------------------------
 \c - regress_wally
-SELECT * FROM regress_try(
+SELECT * FROM try_each(
     $$SELECT asyncrr.create_queue('rl_x')$$,
     $$SELECT asyncrr.drop_queue('rl_billing', force => true)$$,
     $$SELECT asyncrr.alter_queue('rl_billing', max_depth => 1)$$,
@@ -219,7 +200,7 @@ SELECT regress_fingerprint() = :'fp' AS nothing_written;
 
 \c - regress_alice
 -- allowed: its own requests and inbox, and the views
-SELECT * FROM regress_try(
+SELECT * FROM try_each(
     $$SELECT asyncrr.open_inbox('rl-alice')$$,
     $$SELECT asyncrr.submit('rl_billing', '{"inv": 4}', correlation_id => 'a0000000-0000-0000-0000-000000000004')$$,
     $$SELECT * FROM asyncrr.status('a0000000-0000-0000-0000-000000000004')$$,
@@ -245,17 +226,17 @@ SELECT count(*) AS alices FROM asyncrr.status('a0000000-0000-0000-0000-000000000
 SELECT count(*) AS unknown FROM asyncrr.status('a0000000-0000-0000-0000-0000000000ff');
 -- cancel: the same SQLSTATE and message (but for the id itself)
 SELECT replace(outcome, 'a0000000-0000-0000-0000-000000000001', '<id>') AS alices
-  FROM regress_try($$SELECT asyncrr.cancel('a0000000-0000-0000-0000-000000000001')$$);
+  FROM try_each($$SELECT asyncrr.cancel('a0000000-0000-0000-0000-000000000001')$$);
 SELECT replace(outcome, 'a0000000-0000-0000-0000-0000000000ff', '<id>') AS unknown
-  FROM regress_try($$SELECT asyncrr.cancel('a0000000-0000-0000-0000-0000000000ff')$$);
+  FROM try_each($$SELECT asyncrr.cancel('a0000000-0000-0000-0000-0000000000ff')$$);
 -- wait: the same SQLSTATE and message as for an unknown id
 SELECT replace(outcome, 'a0000000-0000-0000-0000-000000000001', '<id>') AS alices
-  FROM regress_try($$SELECT * FROM asyncrr.wait('a0000000-0000-0000-0000-000000000001', '0')$$);
+  FROM try_each($$SELECT * FROM asyncrr.wait('a0000000-0000-0000-0000-000000000001', '0')$$);
 SELECT replace(outcome, 'a0000000-0000-0000-0000-0000000000ff', '<id>') AS unknown
-  FROM regress_try($$SELECT * FROM asyncrr.wait('a0000000-0000-0000-0000-0000000000ff', '0')$$);
+  FROM try_each($$SELECT * FROM asyncrr.wait('a0000000-0000-0000-0000-0000000000ff', '0')$$);
 -- submit with alice's id: a conflict that tells nothing about her request,
 -- whether or not queue and payload match hers
-SELECT outcome FROM regress_try(
+SELECT outcome FROM try_each(
     $$SELECT asyncrr.submit('rl_billing', '{"inv": 1}', correlation_id => 'a0000000-0000-0000-0000-000000000001')$$,
     $$SELECT asyncrr.submit('rl_billing', '{"inv": 9}', correlation_id => 'a0000000-0000-0000-0000-000000000001')$$);
 -- the views show bob his own only: one pending request, his inbox, his
@@ -269,7 +250,7 @@ SELECT correlation_id, queue_name, state FROM asyncrr.status('b0000000-0000-0000
 
 -- A durable inbox belongs to the role that first opened it.
 \c - regress_alice
-SELECT outcome FROM regress_try($$SELECT asyncrr.open_inbox('rl-bob')$$);
+SELECT outcome FROM try_each($$SELECT asyncrr.open_inbox('rl-bob')$$);
 SELECT asyncrr.open_inbox('rl-alice') \; UNLISTEN *;
 SELECT correlation_id, owner FROM asyncrr.pending ORDER BY 1;
 
@@ -286,9 +267,9 @@ SELECT asyncrr.extend_lease('b0000000-0000-0000-0000-000000000001', '2 hours') >
 SELECT asyncrr.complete('b0000000-0000-0000-0000-000000000001', '{"paid": 3}', 1);
 -- a request of rl_mail is as unknown to it as an id that never existed
 SELECT replace(outcome, 'e0000000-0000-0000-0000-00000000000d', '<id>') AS mail
-  FROM regress_try($$SELECT asyncrr.complete('e0000000-0000-0000-0000-00000000000d', '{}')$$);
+  FROM try_each($$SELECT asyncrr.complete('e0000000-0000-0000-0000-00000000000d', '{}')$$);
 SELECT replace(outcome, 'e0000000-0000-0000-0000-0000000000ff', '<id>') AS unknown
-  FROM regress_try($$SELECT asyncrr.complete('e0000000-0000-0000-0000-0000000000ff', '{}')$$);
+  FROM try_each($$SELECT asyncrr.complete('e0000000-0000-0000-0000-0000000000ff', '{}')$$);
 
 -- each reply reached its owner's inbox only
 \c - regress_alice
@@ -315,7 +296,7 @@ SELECT queue_name, role_name, privilege FROM asyncrr.queue_grants
 SELECT asyncrr.open_inbox('rl-alice') \; UNLISTEN *;
 SELECT asyncrr.submit('rl_mail', '{"to": "a"}', correlation_id => 'a0000000-0000-0000-0000-000000000005');
 -- "claim" granted to a requester is no use without asyncrr_worker
-SELECT outcome FROM regress_try($$SELECT * FROM asyncrr.claim('rl_mail')$$);
+SELECT outcome FROM try_each($$SELECT * FROM asyncrr.claim('rl_mail')$$);
 \c - regress_wally
 SELECT correlation_id, attempt FROM asyncrr.claim('rl_mail', 5) ORDER BY 1;
 SELECT asyncrr.complete('a0000000-0000-0000-0000-000000000005', '{"sent": true}', 1);
@@ -326,11 +307,11 @@ SELECT asyncrr.revoke_queue('rl_mail', 'regress_wally', 'claim');
 SELECT asyncrr.revoke_queue('rl_mail', 'regress_bob', 'submit');
 SELECT count(*) AS mail_grants FROM asyncrr.queue_grants WHERE queue_name = 'rl_mail';
 \c - regress_alice
-SELECT outcome FROM regress_try($$SELECT asyncrr.submit('rl_mail', '{"to": "b"}')$$);
+SELECT outcome FROM try_each($$SELECT asyncrr.submit('rl_mail', '{"to": "b"}')$$);
 -- her request stays hers
 SELECT correlation_id, state FROM asyncrr.status('a0000000-0000-0000-0000-000000000005');
 \c - regress_wally
-SELECT outcome FROM regress_try(
+SELECT outcome FROM try_each(
     $$SELECT * FROM asyncrr.claim('rl_mail')$$,
     $$SELECT asyncrr.complete('e0000000-0000-0000-0000-00000000000d', '{}')$$);
 
@@ -340,7 +321,7 @@ SELECT outcome FROM regress_try(
 \c - :super
 SELECT regress_fingerprint() AS fp \gset
 \c - regress_ada
-SELECT * FROM regress_try(
+SELECT * FROM try_each(
     $$SELECT asyncrr.grant_queue('rl_missing', 'regress_alice', 'submit')$$,
     $$SELECT asyncrr.grant_queue('rl_mail', 'regress_nosuch', 'submit')$$,
     $$SELECT asyncrr.grant_queue('rl_mail', 'regress_alice', 'read')$$,
@@ -397,7 +378,7 @@ GRANT EXECUTE ON FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, j
    TO regress_nobody;
 SELECT regress_fingerprint() AS fp \gset
 \c - regress_nobody
-SELECT * FROM regress_try(
+SELECT * FROM try_each(
     $$SELECT asyncrr.submit('rl_billing', '{}')$$,
     $$SELECT * FROM asyncrr.status('a0000000-0000-0000-0000-000000000001')$$,
     $$SELECT * FROM asyncrr.claim('rl_billing')$$);
@@ -425,7 +406,6 @@ SELECT count(*) AS grants_left FROM asyncrr.queue_grants WHERE queue_name LIKE '
 -- clean up
 \c - :super
 DELETE FROM asyncrr.inbox WHERE inbox_name LIKE 'rl-%';
-DROP FUNCTION regress_try(text[]);
 DROP FUNCTION regress_fingerprint();
 DROP ROLE regress_alice, regress_bob, regress_wally, regress_ada, regress_nobody,
           regress_billing_workers;

@@ -11,25 +11,6 @@ CREATE ROLE regress_sec_requester IN ROLE asyncrr_requester;
 CREATE ROLE regress_sec_worker IN ROLE asyncrr_worker;
 CREATE ROLE regress_sec_admin IN ROLE asyncrr_admin;
 
--- Runs each statement in its own subtransaction and reports "ok" or the
--- SQLSTATE and message it failed with.
-CREATE FUNCTION sec_try(VARIADIC calls text[]) RETURNS TABLE(call text, outcome text)
-LANGUAGE plpgsql AS $$
-DECLARE
-    dummy text;
-BEGIN
-    FOREACH call IN ARRAY calls LOOP
-        BEGIN
-            EXECUTE call INTO dummy;
-            outcome := 'ok';
-        EXCEPTION WHEN OTHERS THEN
-            outcome := SQLSTATE || ' ' || SQLERRM;
-        END;
-        RETURN NEXT;
-    END LOOP;
-END
-$$;
-
 ------------------------------------------------------------------------------
 -- Session inbox channels: asyncrr._session_<16 or more hex digits>, random
 -- (no PID, no backend start time), the same for the life of the backend,
@@ -82,7 +63,7 @@ SELECT p.oid::regprocedure AS function, r.rolname
 -- called anyway: 42501 (_lock_queue would let any role stall a queue); the
 -- waiters view still works: it reads asyncrr.list_waiters(), which filters
 SET SESSION AUTHORIZATION regress_sec_requester;
-SELECT * FROM sec_try(
+SELECT * FROM try_each(
     $$SELECT asyncrr._lock_queue('x', true)$$,
     $$SELECT asyncrr._channel('x')$$,
     $$SELECT asyncrr._is_admin()$$,
@@ -90,13 +71,13 @@ SELECT * FROM sec_try(
     $$SELECT count(*) FROM asyncrr.waiters$$);
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_sec_worker;
-SELECT * FROM sec_try(
+SELECT * FROM try_each(
     $$SELECT asyncrr._lock_queue('x', true)$$,
     $$SELECT asyncrr._require('worker', 'x')$$,
     $$SELECT count(*) FROM asyncrr.waiters$$);
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_sec_admin;
-SELECT * FROM sec_try(
+SELECT * FROM try_each(
     $$SELECT asyncrr._lock_queue('x', true)$$,
     $$SELECT asyncrr._is_admin()$$,
     $$SELECT count(*) FROM asyncrr.waiters$$);
@@ -203,7 +184,6 @@ DELETE FROM asyncrr.inbox i
  WHERE EXISTS (SELECT 1 FROM asyncrr.request r
                 WHERE r.inbox_name = i.inbox_name AND r.queue_name LIKE 'sec\_%');
 DELETE FROM asyncrr.request WHERE queue_name LIKE 'sec\_%';
-DROP FUNCTION sec_try(text[]);
 DROP ROLE regress_sec_requester, regress_sec_worker, regress_sec_admin;
 
 ------------------------------------------------------------------------------

@@ -33,6 +33,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "utils/acl.h"
@@ -66,9 +67,18 @@ static Oid	acting_for = InvalidOid;
 bool
 asyncrr_catalog_0_2(void)
 {
-	Oid			table = get_relname_relid("queue", get_namespace_oid("asyncrr", false));
+	/* looked up once per transaction: ALTER EXTENSION commits before use */
+	static LocalTransactionId looked_in = InvalidLocalTransactionId;
+	static bool is_0_2 = false;
 
-	return get_attnum(table, "max_timeout") == InvalidAttrNumber;
+	if (MyProc->lxid != looked_in)
+	{
+		Oid			table = get_relname_relid("queue", get_namespace_oid("asyncrr", false));
+
+		is_0_2 = get_attnum(table, "max_timeout") == InvalidAttrNumber;
+		looked_in = MyProc->lxid;
+	}
+	return is_0_2;
 }
 
 /* The role asyncrr acts for: the role in effect when its function was called. */
