@@ -87,11 +87,10 @@ typedef struct AsyncrrPlan
 	SPIPlanPtr	plan;			/* NULL until first used */
 } AsyncrrPlan;
 
-/* What a statement returned: n rows (processed: rows affected) */
+/* What a statement returned: n rows */
 typedef struct AsyncrrRows
 {
 	uint64		n;
-	uint64		processed;
 	SPITupleTable *table;
 } AsyncrrRows;
 
@@ -103,6 +102,7 @@ extern void asyncrr_done(AsyncrrRows *rows);
 extern void asyncrr_check_size_of(const char *what, Datum value);
 extern void asyncrr_check_not_null(const char *what, bool isnull);
 extern void asyncrr_check_positive(const char *what, Interval *value);
+extern void asyncrr_check_not_negative(const char *what, Interval *value);
 
 /* privilege.c */
 typedef struct AsyncrrAsOwner
@@ -115,6 +115,7 @@ typedef struct AsyncrrAsOwner
 extern void asyncrr_as_owner_begin(AsyncrrAsOwner *save);
 extern void asyncrr_as_owner_end(AsyncrrAsOwner *save);
 extern bool asyncrr_catalog_0_2(void);
+extern Oid	asyncrr_queue_table(void);
 extern Oid	asyncrr_caller(void);
 extern const char *asyncrr_caller_name(void);
 extern bool asyncrr_is_admin(void);

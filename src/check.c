@@ -147,6 +147,22 @@ asyncrr_check_positive(const char *what, Interval *value)
 				 errdetail("The %s must be greater than zero.", what)));
 }
 
+/* A timeout or wait must not be a negative interval (zero: do not wait). */
+void
+asyncrr_check_not_negative(const char *what, Interval *value)
+{
+	Interval	zero = {0};
+
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(value),
+										 IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\"", what,
+						DatumGetCString(DirectFunctionCall1(interval_out,
+															IntervalPGetDatum(value)))),
+				 errdetail("The %s must not be negative.", what)));
+}
+
 /* asyncrr._check_positive(what text, value interval) RETURNS void */
 Datum
 asyncrr_check_positive_sql(PG_FUNCTION_ARGS)

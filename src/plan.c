@@ -62,7 +62,6 @@ asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls)
 	rows = palloc(sizeof(AsyncrrRows));
 	rows->n = SPI_tuptable != NULL ? SPI_tuptable->numvals : 0;
 	rows->table = SPI_tuptable;
-	rows->processed = SPI_processed;
 	SPI_tuptable = NULL;
 	return rows;
 }

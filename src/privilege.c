@@ -19,7 +19,7 @@
  * (is_member_of_role, which counts superusers as members of every role),
  * so a check costs no query; a queue grant is one index lookup.  Every
  * rule is here, once; the SQL functions call the same code through
- * asyncrr._is_admin(), _require(), _may() and _caller().
+ * asyncrr._is_admin(), _require() and _caller().
  *
  * src/privilege.c
  *
@@ -73,9 +73,7 @@ asyncrr_catalog_0_2(void)
 
 	if (MyProc->lxid != looked_in)
 	{
-		Oid			table = get_relname_relid("queue", get_namespace_oid("asyncrr", false));
-
-		is_0_2 = get_attnum(table, "max_timeout") == InvalidAttrNumber;
+		is_0_2 = get_attnum(asyncrr_queue_table(), "max_timeout") == InvalidAttrNumber;
 		looked_in = MyProc->lxid;
 	}
 	return is_0_2;

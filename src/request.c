@@ -656,8 +656,9 @@ check_same_length(const char *what, int n, const char *other, int m)
  * Taken before the queue's row is read, so a drop in flight is waited for
  * and then seen.
  */
-static Oid
-queue_table(void)
+/* Table asyncrr.queue (whose OID is also the class of the queues' locks). */
+Oid
+asyncrr_queue_table(void)
 {
 	return get_relname_relid("queue", get_namespace_oid("asyncrr", false));
 }
@@ -665,7 +666,7 @@ queue_table(void)
 void
 asyncrr_lock_queue(text *name, bool exclusive)
 {
-	Oid			classid = queue_table();
+	Oid			classid = asyncrr_queue_table();
 	uint32		hash = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(name),
 											   VARSIZE_ANY_EXHDR(name)));
 
@@ -1407,12 +1408,7 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 	asyncrr_check_positive("lease", lease);
 	if (wait != NULL)
 	{
-		if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(wait),
-											 IntervalPGetDatum(&zero))))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid wait \"%s\"", interval_string(wait)),
-					 errdetail("The wait must not be negative.")));
+		asyncrr_check_not_negative("wait", wait);
 		if (DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(wait),
 											 IntervalPGetDatum(&zero))))
 		{

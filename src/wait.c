@@ -518,7 +518,6 @@ asyncrr_waiters(PG_FUNCTION_ARGS)
 		WaiterSlot *slot = &registry->slots[i];
 		Datum		values[2];
 		bool		nulls[2] = {false, false};
-
 		PGPROC	   *proc;
 
 		if (slot->procno < 0)
@@ -610,20 +609,9 @@ nonatomic_call(FunctionCallInfo fcinfo)
 static Interval *
 timeout_arg(FunctionCallInfo fcinfo, int arg)
 {
-	Interval	zero = {0};
-	Interval   *timeout;
-
 	asyncrr_check_not_null("timeout", PG_ARGISNULL(arg));
-	timeout = PG_GETARG_INTERVAL_P(arg);
-	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(timeout),
-										 IntervalPGetDatum(&zero))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid timeout \"%s\"",
-						DatumGetCString(DirectFunctionCall1(interval_out,
-															IntervalPGetDatum(timeout)))),
-				 errdetail("The timeout must not be negative.")));
-	return timeout;
+	asyncrr_check_not_negative("timeout", PG_GETARG_INTERVAL_P(arg));
+	return PG_GETARG_INTERVAL_P(arg);
 }
 
 static TimestampTz
@@ -636,13 +624,13 @@ from_now(Interval *i)
 
 /*
  * Waits for the reply of request id and takes it, into *r; or, at "until",
- * returns its live state and takes nothing.  For CALL asyncrr.call (call),
+ * leaves its live state there and takes nothing.  For CALL asyncrr.call (call),
  * "until" is the request's deadline, when it is timed out and that outcome
  * taken; and a caller that goes or is cancelled cancels the request first,
  * in a transaction of its own.  A procedure (release) sleeps holding no
  * snapshot (fcinfo is the procedure's).  The caller is connected to SPI.
  */
-static AsyncrrTake
+static void
 wait_for_reply(FunctionCallInfo fcinfo, pg_uuid_t *id, TimestampTz until, bool release,
 			   bool call, AsyncrrReply *r, MemoryContext mcxt)
 {
@@ -686,7 +674,18 @@ wait_for_reply(FunctionCallInfo fcinfo, pg_uuid_t *id, TimestampTz until, bool r
 		}
 	}
 	release_slot();
-	return got;
+}
+
+/* A reply's status, reply and error, as three result columns. */
+static void
+reply_columns(AsyncrrReply *r, Datum *values, bool *nulls)
+{
+	values[0] = CStringGetTextDatum(r->state);
+	nulls[0] = false;
+	values[1] = r->reply;
+	nulls[1] = r->reply_isnull;
+	values[2] = r->error;
+	nulls[2] = r->error_isnull;
 }
 
 /* The procedure's INOUT values, as the record a CALL returns. */
@@ -730,20 +729,17 @@ asyncrr_wait(PG_FUNCTION_ARGS)
 	pg_uuid_t  *id;
 	AsyncrrReply r;
 	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	bool		nulls[5];
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	id = reply_waited_for(fcinfo, "wait", &timeout);
-	(void) wait_for_reply(fcinfo, id, from_now(timeout), false, false, &r, mcxt);
+	wait_for_reply(fcinfo, id, from_now(timeout), false, false, &r, mcxt);
 	SPI_finish();
 
 	values[0] = UUIDPGetDatum(&r.id);
-	values[1] = CStringGetTextDatum(r.state);
-	values[2] = r.reply;
-	nulls[2] = r.reply_isnull;
-	values[3] = r.error;
-	nulls[3] = r.error_isnull;
+	nulls[0] = false;
+	reply_columns(&r, &values[1], &nulls[1]);
 	values[4] = r.finished_at;
 	nulls[4] = r.finished_isnull;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -768,15 +764,10 @@ asyncrr_wait_for_reply(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	id = reply_waited_for(fcinfo, "wait_for_reply", &timeout);
-	(void) wait_for_reply(fcinfo, id, from_now(timeout), true, false, &r, mcxt);
+	wait_for_reply(fcinfo, id, from_now(timeout), true, false, &r, mcxt);
 	SPI_finish();
 
-	values[0] = CStringGetTextDatum(r.state);
-	nulls[0] = false;
-	values[1] = r.reply;
-	nulls[1] = r.reply_isnull;
-	values[2] = r.error;
-	nulls[2] = r.error_isnull;
+	reply_columns(&r, values, nulls);
 	PG_RETURN_DATUM(procedure_result(fcinfo, values, nulls));
 }
 
@@ -861,17 +852,12 @@ asyncrr_call(PG_FUNCTION_ARGS)
 
 	pinned = pin_search_path(true);
 	asyncrr_check_waitable(id, true);
-	(void) wait_for_reply(fcinfo, id, 0, true, true, &r, mcxt);
+	wait_for_reply(fcinfo, id, 0, true, true, &r, mcxt);
 	AtEOXact_GUC(true, pinned);
 	SPI_finish();
 
 	values[0] = UUIDPGetDatum(id);
 	nulls[0] = false;
-	values[1] = CStringGetTextDatum(r.state);
-	nulls[1] = false;
-	values[2] = r.reply;
-	nulls[2] = r.reply_isnull;
-	values[3] = r.error;
-	nulls[3] = r.error_isnull;
+	reply_columns(&r, &values[1], &nulls[1]);
 	PG_RETURN_DATUM(procedure_result(fcinfo, values, nulls));
 }
