@@ -183,6 +183,38 @@ asyncrr_abandon_call(pg_uuid_t *id)
 }
 
 /*
+ * Each step of the worker runs in a transaction of its own, with a
+ * snapshot and SPI: begin_step() starts it and says whether the extension
+ * is installed in this database; end_step() commits and goes back to the
+ * memory context the step began in.
+ */
+static MemoryContext step_context = NULL;
+
+static bool
+begin_step(const char *activity)
+{
+	step_context = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	return OidIsValid(get_extension_oid("asyncrr", true));
+}
+
+static void
+end_step(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* CommitTransactionCommand leaves TopMemoryContext current */
+	MemoryContextSwitchTo(step_context);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
  * Cancels, in one transaction, the requests of abandoned calls; those a
  * worker's transaction still holds are kept for the next pass.
  */
@@ -200,21 +232,13 @@ cancel_abandoned_calls(void)
 	if (n == 0)
 		return;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "asyncrr: cancelling the requests of abandoned calls");
-	if (OidIsValid(get_extension_oid("asyncrr", true)))
+	if (begin_step("asyncrr: cancelling the requests of abandoned calls"))
 	{
 		for (int i = 0; i < n; i++)
 			if (!asyncrr_cancel_call(&ids[i]))
 				(void) asyncrr_abandon_call(&ids[i]);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
+	end_step();
 }
 
 Datum
@@ -294,16 +318,8 @@ static bool
 run_in_xact(const char *activity, const char *sql, int nargs, Oid *argtypes,
 			Datum *args, Datum *result, bool *isnull)
 {
-	bool		installed;
-	MemoryContext caller_context = CurrentMemoryContext;
+	bool		installed = begin_step(activity);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-
-	installed = OidIsValid(get_extension_oid("asyncrr", true));
 	if (installed)
 	{
 		int			ret = SPI_execute_with_args(sql, nargs, argtypes, args, NULL,
@@ -313,14 +329,7 @@ run_in_xact(const char *activity, const char *sql, int nargs, Oid *argtypes,
 			elog(ERROR, "asyncrr worker: unexpected result from \"%s\"", sql);
 		*result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
 	}
-
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	/* CommitTransactionCommand leaves TopMemoryContext current */
-	MemoryContextSwitchTo(caller_context);
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	end_step();
 	return installed;
 }
 
