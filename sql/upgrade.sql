@@ -74,10 +74,9 @@ DROP DATABASE regress_upgrade;
 
 ------------------------------------------------------------------------------
 -- From 0.2: requests of every kind, and a durable inbox that no session
--- holds, go through asyncrr--0.2--0.3.sql.  The library installed is
--- 0.3's, whose submit and claim need 0.3's queue columns: so the requests
--- are submitted and claimed under 0.1, and completed, dead-lettered and
--- left in their inbox under 0.2.
+-- holds, go through asyncrr--0.2--0.3.sql.  The requests are submitted
+-- and claimed under 0.1, and completed, dead-lettered and left in their
+-- inbox under 0.2 (the 0.3 library serves both catalogs until updated).
 ------------------------------------------------------------------------------
 CREATE DATABASE regress_upgrade;
 \c regress_upgrade
