@@ -169,7 +169,7 @@ COMMENT ON FUNCTION asyncrr.open_inbox(text) IS
     'open this session''s reply inbox (NULL: a session inbox; a name: a durable inbox, which belongs to the role that first opened it), LISTEN on it, return its channel';
 
 CREATE OR REPLACE FUNCTION asyncrr.cancel(correlation_id uuid) RETURNS boolean
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_cancel';
 
 DROP FUNCTION asyncrr.status(uuid);
@@ -177,7 +177,7 @@ CREATE FUNCTION asyncrr._status(correlation_id uuid)
     RETURNS TABLE(correlation_id uuid, queue_name text, state text, attempt integer, worker text,
                   submitted_at timestamptz, deadline timestamptz, finished_at timestamptz,
                   reply jsonb, error text, dead_letter_reason text)
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT asyncrr._require('requester', 'status');
     SELECT r.correlation_id, r.queue_name, r.state, r.attempt, r.worker,
@@ -200,12 +200,12 @@ COMMENT ON FUNCTION asyncrr.status(uuid) IS
 
 CREATE OR REPLACE FUNCTION asyncrr.fail(correlation_id uuid, error text, attempt integer, retry boolean DEFAULT false)
     RETURNS text
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_fail';
 
 CREATE OR REPLACE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval, attempt integer)
     RETURNS timestamptz
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_extend_lease';
 
 DROP FUNCTION asyncrr.create_queue(text, interval, interval, integer);
@@ -415,7 +415,7 @@ ALTER FUNCTION asyncrr.complete(uuid, jsonb) SECURITY INVOKER;
 ALTER FUNCTION asyncrr.complete_many(uuid[], jsonb[], integer[]) SECURITY INVOKER;
 
 CREATE OR REPLACE FUNCTION asyncrr.close_inbox(cancel_pending boolean DEFAULT false) RETURNS integer
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_close_inbox';
 ALTER FUNCTION asyncrr.close_inbox(boolean) SECURITY INVOKER;
 
@@ -426,10 +426,10 @@ ALTER FUNCTION asyncrr.close_inbox(boolean) SECURITY INVOKER;
 ------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION asyncrr._expire_deadlines(batch_size integer) RETURNS integer
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off SET IntervalStyle = postgres
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET IntervalStyle = postgres
     AS 'MODULE_PATHNAME', 'asyncrr_expire_deadlines';
 CREATE OR REPLACE FUNCTION asyncrr._expire_leases(batch_size integer) RETURNS integer
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_expire_leases';
 CREATE OR REPLACE FUNCTION asyncrr._orphan_inboxes(batch_size integer, grace interval) RETURNS integer
     LANGUAGE c SET search_path = pg_catalog, pg_temp
@@ -455,7 +455,7 @@ DROP FUNCTION asyncrr._wait_unregister();
 
 CREATE FUNCTION asyncrr.wait(correlation_id uuid, timeout interval DEFAULT '30 seconds')
     RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text, finished_at timestamptz)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_wait';
 COMMENT ON FUNCTION asyncrr.wait(uuid, interval) IS
     'wait (without LISTEN) until a request of this session''s inbox has a reply and take it; after timeout, return its live state and take nothing';
@@ -463,14 +463,14 @@ COMMENT ON FUNCTION asyncrr.wait(uuid, interval) IS
 CREATE PROCEDURE asyncrr.wait_for_reply(correlation_id uuid, timeout interval DEFAULT '30 seconds',
                                         INOUT status text DEFAULT NULL, INOUT reply jsonb DEFAULT NULL,
                                         INOUT error text DEFAULT NULL)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_wait_for_reply';
 COMMENT ON PROCEDURE asyncrr.wait_for_reply(uuid, interval, text, jsonb, text) IS
     'wait() as a procedure, holding no snapshot while it sleeps: the reply''s status, reply and error once it has one (taken), else the live status after timeout';
 
 CREATE PROCEDURE asyncrr.wait_for_work(queue_name text, timeout interval DEFAULT '30 seconds',
                                        INOUT ready boolean DEFAULT NULL)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_wait_for_work';
 COMMENT ON PROCEDURE asyncrr.wait_for_work(text, interval, boolean) IS
     'sleep, holding no snapshot, until a claim of this queue would take something (ready) or the timeout passes (not ready); claims nothing';
@@ -490,6 +490,70 @@ CREATE FUNCTION asyncrr.list_waiters() RETURNS TABLE(pid integer, waits_for text
     LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'asyncrr_waiters';
 COMMENT ON FUNCTION asyncrr.list_waiters() IS
     'backends of this database sleeping in an asyncrr wait; a non-administrator sees only those of its own role';
+
+------------------------------------------------------------------------------
+-- Plans that do not depend on the statistics: each statement on
+-- asyncrr.request has one index it can use (asyncrr--0.3.sql), so the
+-- planner methods need no longer be switched off (src/plan.c remakes a
+-- kept plan when the table has doubled or halved); the worker no longer
+-- analyzes the table itself.
+------------------------------------------------------------------------------
+
+DROP INDEX asyncrr.request_lease_idx, asyncrr.request_live_queue_idx,
+           asyncrr.request_live_inbox_idx, asyncrr.request_reply_idx,
+           asyncrr.request_deadline_idx;
+CREATE INDEX request_claimed_idx ON asyncrr.request (queue_name, lease_until)
+    WHERE state = 'claimed';
+CREATE INDEX request_deadline_idx ON asyncrr.request (deadline) WHERE finished_at IS NULL;
+CREATE INDEX request_inbox_idx ON asyncrr.request (inbox_name, finished_at)
+    WHERE taken_at IS NULL;
+ALTER TABLE asyncrr.request SET (autovacuum_vacuum_scale_factor = 0.02,
+                                 autovacuum_analyze_scale_factor = 0.05,
+                                 autovacuum_vacuum_insert_scale_factor = 0.05);
+
+DROP FUNCTION asyncrr._refresh_statistics();
+ALTER FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb) RESET jit;
+ALTER FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb) RESET enable_seqscan;
+ALTER FUNCTION asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb) RESET jit;
+ALTER FUNCTION asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb) RESET enable_seqscan;
+ALTER FUNCTION asyncrr.take_replies(integer) RESET jit;
+ALTER FUNCTION asyncrr.take_replies(integer) RESET enable_seqscan;
+ALTER FUNCTION asyncrr.claim(text, integer, interval, text, interval) RESET jit;
+ALTER FUNCTION asyncrr.claim(text, integer, interval, text, interval) RESET enable_seqscan;
+ALTER FUNCTION asyncrr.complete(uuid, jsonb, integer) RESET jit;
+ALTER FUNCTION asyncrr.complete(uuid, jsonb, integer) RESET enable_seqscan;
+ALTER FUNCTION asyncrr.complete(uuid, jsonb) RESET jit;
+ALTER FUNCTION asyncrr.complete(uuid, jsonb) RESET enable_seqscan;
+ALTER FUNCTION asyncrr.complete_many(uuid[], jsonb[], integer[]) RESET jit;
+ALTER FUNCTION asyncrr.complete_many(uuid[], jsonb[], integer[]) RESET enable_seqscan;
+
+CREATE OR REPLACE FUNCTION asyncrr._purge_requests(batch_size integer, retention interval) RETURNS integer
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM asyncrr.request r
+         WHERE r.correlation_id = ANY (ARRAY(
+                SELECT q.correlation_id FROM asyncrr.request q
+                 WHERE q.finished_at < now() - $2 AND q.taken_at IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM asyncrr.dead_letter d
+                                    WHERE d.correlation_id = q.correlation_id)
+                 ORDER BY q.finished_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED))
+        RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;
+
+CREATE OR REPLACE FUNCTION asyncrr._next_event() RETURNS timestamptz
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least((SELECT r.deadline FROM asyncrr.request r WHERE r.finished_at IS NULL
+                   ORDER BY r.deadline LIMIT 1),
+                 (SELECT min(l.lease_until) FROM asyncrr.queue q
+                   CROSS JOIN LATERAL (SELECT r.lease_until FROM asyncrr.request r
+                                        WHERE r.state = 'claimed' AND r.queue_name = q.queue_name
+                                        ORDER BY r.lease_until LIMIT 1) l))
+$$;
 
 ------------------------------------------------------------------------------
 -- Views: they filter for the role reading them (current_user), with no
@@ -553,7 +617,8 @@ SELECT i.inbox_name AS name, 'asyncrr.' OPERATOR(pg_catalog.||) i.inbox_name AS 
          WHERE r.inbox_name = i.inbox_name AND r.finished_at IS NOT NULL AND r.taken_at IS NULL)
            AS untaken_replies,
        (SELECT count(*) FROM asyncrr.request r
-         WHERE r.inbox_name = i.inbox_name AND r.state IN ('pending', 'claimed')) AS live_requests,
+         WHERE r.inbox_name = i.inbox_name AND r.taken_at IS NULL AND r.finished_at IS NULL)
+           AS live_requests,
        i.opened_at, i.released_at
   FROM asyncrr.inbox i
  WHERE pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER') OR i.owner_role = current_user;

@@ -134,23 +134,32 @@ CREATE TABLE asyncrr.request (
     CHECK ((state IN ('pending', 'claimed')) = (finished_at IS NULL)),
     CHECK ((state = 'claimed') = (lease_until IS NOT NULL))
 );
+-- Each statement on asyncrr.request has one index it can use (src/request.c):
+-- the partial indexes' predicates are written so that no statement's WHERE
+-- clause implies two of them.  So no plan depends on the statistics, which
+-- say the table is empty for a while after retention emptied it.
+--
 -- claim: the next pending request of a queue, highest priority, then oldest
 CREATE INDEX request_claim_idx ON asyncrr.request (queue_name, priority DESC, submitted_at)
     WHERE state = 'pending';
--- claim and the worker: leases that ran out
-CREATE INDEX request_lease_idx ON asyncrr.request (lease_until) WHERE state = 'claimed';
+-- claim and the worker, queue by queue: leases that ran out
+CREATE INDEX request_claimed_idx ON asyncrr.request (queue_name, lease_until)
+    WHERE state = 'claimed';
 -- the worker: deadlines of live requests
-CREATE INDEX request_deadline_idx ON asyncrr.request (deadline) WHERE state IN ('pending', 'claimed');
--- take_replies: untaken replies of an inbox, oldest first
-CREATE INDEX request_reply_idx ON asyncrr.request (inbox_name, finished_at)
-    WHERE finished_at IS NOT NULL AND taken_at IS NULL;
--- close_inbox(cancel_pending), drop_queue, queue_stats: live requests by inbox and queue
-CREATE INDEX request_live_inbox_idx ON asyncrr.request (inbox_name) WHERE state IN ('pending', 'claimed');
-CREATE INDEX request_live_queue_idx ON asyncrr.request (queue_name) WHERE state IN ('pending', 'claimed');
+CREATE INDEX request_deadline_idx ON asyncrr.request (deadline) WHERE finished_at IS NULL;
+-- an inbox's live requests (finished_at NULL, first) and untaken replies
+-- (oldest first): take_replies, close_inbox(cancel_pending), the worker
+CREATE INDEX request_inbox_idx ON asyncrr.request (inbox_name, finished_at)
+    WHERE taken_at IS NULL;
 -- retention (asyncrr._purge_requests) finds requests through the index of
 -- taken replies: only the take writes an entry there, not also the
 -- completion (one index entry fewer per round trip)
 CREATE INDEX request_taken_idx ON asyncrr.request (finished_at) WHERE taken_at IS NOT NULL;
+-- A queue's rows are updated many times and deleted in bulk: vacuum and
+-- analyze it at a small fraction of dead or changed rows, not 20% and 10%.
+ALTER TABLE asyncrr.request SET (autovacuum_vacuum_scale_factor = 0.02,
+                                 autovacuum_analyze_scale_factor = 0.05,
+                                 autovacuum_vacuum_insert_scale_factor = 0.05);
 COMMENT ON TABLE asyncrr.request IS 'asyncrr requests, live and ended, with their replies';
 
 CREATE TABLE asyncrr.dead_letter (
@@ -358,15 +367,10 @@ $$;
 -- (asyncrr_as_owner) that runs the body as the extension's owner, acting
 -- for the caller (asyncrr._caller()).
 --
--- The functions on the hot path (submit, claim, complete, fail, cancel,
--- take, wait) run with enable_seqscan off.  They find requests by primary
--- key or through a partial index, and a plan made while the statistics
--- say the table is empty (e.g. just after retention emptied it and
--- autovacuum analyzed it) would scan the whole table instead, for as long
--- as the session keeps the plan: a 200,000-request submit in one
--- transaction turned quadratic (over 10 minutes).  And with jit off: a
--- plan with a disabled node costs more than jit_above_cost, and compiling
--- it took 180 ms per claim.
+-- No function switches a planner method off: every statement on
+-- asyncrr.request has one index to use (see the indexes), and src/plan.c
+-- makes a kept plan again when the table has doubled or halved in size
+-- (test/t/011_plans.pl checks the plans).
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION asyncrr._create_queue(queue_name text,
@@ -565,7 +569,7 @@ COMMENT ON FUNCTION asyncrr.open_inbox(text) IS
 CREATE FUNCTION asyncrr.submit(queue_name text, payload jsonb, timeout interval DEFAULT NULL,
                                correlation_id uuid DEFAULT NULL, priority integer DEFAULT 0,
                                headers jsonb DEFAULT NULL) RETURNS uuid
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_submit';
 COMMENT ON FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb) IS
     'enqueue a request whose reply goes to this session''s inbox; idempotent per correlation id; returns the id';
@@ -573,20 +577,20 @@ COMMENT ON FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb) 
 CREATE FUNCTION asyncrr.submit_many(queue_name text, payloads jsonb[], timeout interval DEFAULT NULL,
                                     correlation_ids uuid[] DEFAULT NULL, priority integer DEFAULT 0,
                                     headers jsonb DEFAULT NULL) RETURNS SETOF uuid
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_submit_many';
 COMMENT ON FUNCTION asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb) IS
     'submit() for many payloads in one call, all or nothing (correlation_ids, if given, pair with payloads; NULL elements get new ids); returns the ids in payload order';
 
 CREATE FUNCTION asyncrr.take_replies(max_replies integer DEFAULT 100)
     RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text, finished_at timestamptz)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_take_replies';
 COMMENT ON FUNCTION asyncrr.take_replies(integer) IS
     'return and consume the replies waiting in this session''s inbox, oldest first; each reply is handed out once';
 
 CREATE FUNCTION asyncrr.cancel(correlation_id uuid) RETURNS boolean
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_cancel';
 COMMENT ON FUNCTION asyncrr.cancel(uuid) IS
     'cancel a live request of this role (its requester gets a cancelled reply); false if it had already ended';
@@ -594,7 +598,7 @@ COMMENT ON FUNCTION asyncrr.cancel(uuid) IS
 -- It locks the requests it cancels in correlation-id order, the one lock
 -- order (src/request.c), as complete_many and drop_queue do.
 CREATE FUNCTION asyncrr.close_inbox(cancel_pending boolean DEFAULT false) RETURNS integer
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_close_inbox';
 COMMENT ON FUNCTION asyncrr.close_inbox(boolean) IS
     'UNLISTEN and release this session''s inbox (a durable one keeps its replies); optionally cancel its live requests; returns how many were cancelled';
@@ -603,7 +607,7 @@ CREATE FUNCTION asyncrr._status(correlation_id uuid)
     RETURNS TABLE(correlation_id uuid, queue_name text, state text, attempt integer, worker text,
                   submitted_at timestamptz, deadline timestamptz, finished_at timestamptz,
                   reply jsonb, error text, dead_letter_reason text)
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT asyncrr._require('requester', 'status');
     SELECT r.correlation_id, r.queue_name, r.state, r.attempt, r.worker,
@@ -633,7 +637,7 @@ CREATE FUNCTION asyncrr.claim(queue_name text, max_requests integer DEFAULT 1,
                               wait interval DEFAULT NULL)
     RETURNS TABLE(correlation_id uuid, payload jsonb, headers jsonb, attempt integer,
                   deadline timestamptz, lease_until timestamptz)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_claim';
 COMMENT ON FUNCTION asyncrr.claim(text, integer, interval, text, interval) IS
     'hand out up to max_requests requests of a queue under a lease, highest priority then oldest; concurrent claimers skip each other; with wait, sleep until work arrives; needs claim on the queue';
@@ -647,27 +651,27 @@ COMMENT ON FUNCTION asyncrr.claim(text, integer, interval, text, interval) IS
 -- claim on the queue is taken to act for the current claim.  The short
 -- forms call the full ones as their caller.
 CREATE FUNCTION asyncrr.complete(correlation_id uuid, reply jsonb, attempt integer) RETURNS text
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_complete';
 COMMENT ON FUNCTION asyncrr.complete(uuid, jsonb, integer) IS
     'record the reply of the claim with this attempt: completed, duplicate if the request had already ended, late if it had timed out or the claim is no longer current';
 
 CREATE FUNCTION asyncrr.complete(correlation_id uuid, reply jsonb) RETURNS text
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_complete';
 COMMENT ON FUNCTION asyncrr.complete(uuid, jsonb) IS
     'record the reply to a claimed request: completed, or duplicate / late if it had already ended or this session''s claim was superseded';
 
 CREATE FUNCTION asyncrr.complete_many(correlation_ids uuid[], replies jsonb[], attempts integer[] DEFAULT NULL)
     RETURNS TABLE(correlation_id uuid, outcome text)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_complete_many';
 COMMENT ON FUNCTION asyncrr.complete_many(uuid[], jsonb[], integer[]) IS
     'complete() for many claimed requests in one call, replies and attempts paired with the ids; returns each id with what complete() would return for it';
 
 CREATE FUNCTION asyncrr.fail(correlation_id uuid, error text, attempt integer, retry boolean DEFAULT false)
     RETURNS text
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_fail';
 COMMENT ON FUNCTION asyncrr.fail(uuid, text, integer, boolean) IS
     'fail the claim with this attempt: failed, retrying or dead_lettered; duplicate / late as for complete()';
@@ -682,7 +686,7 @@ COMMENT ON FUNCTION asyncrr.fail(uuid, text, boolean) IS
 
 CREATE FUNCTION asyncrr.extend_lease(correlation_id uuid, extra interval, attempt integer)
     RETURNS timestamptz
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_extend_lease';
 COMMENT ON FUNCTION asyncrr.extend_lease(uuid, interval, integer) IS
     'heartbeat for the claim with this attempt: its lease now ends extra from now; returns the new end';
@@ -705,7 +709,7 @@ COMMENT ON FUNCTION asyncrr.extend_lease(uuid, interval) IS
 
 CREATE FUNCTION asyncrr.wait(correlation_id uuid, timeout interval DEFAULT '30 seconds')
     RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text, finished_at timestamptz)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_wait';
 COMMENT ON FUNCTION asyncrr.wait(uuid, interval) IS
     'wait (without LISTEN) until a request of this session''s inbox has a reply and take it; after timeout, return its live state and take nothing';
@@ -713,14 +717,14 @@ COMMENT ON FUNCTION asyncrr.wait(uuid, interval) IS
 CREATE PROCEDURE asyncrr.wait_for_reply(correlation_id uuid, timeout interval DEFAULT '30 seconds',
                                         INOUT status text DEFAULT NULL, INOUT reply jsonb DEFAULT NULL,
                                         INOUT error text DEFAULT NULL)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_wait_for_reply';
 COMMENT ON PROCEDURE asyncrr.wait_for_reply(uuid, interval, text, jsonb, text) IS
     'wait() as a procedure, holding no snapshot while it sleeps: the reply''s status, reply and error once it has one (taken), else the live status after timeout';
 
 CREATE PROCEDURE asyncrr.wait_for_work(queue_name text, timeout interval DEFAULT '30 seconds',
                                        INOUT ready boolean DEFAULT NULL)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_wait_for_work';
 COMMENT ON PROCEDURE asyncrr.wait_for_work(text, interval, boolean) IS
     'sleep, holding no snapshot, until a claim of this queue would take something (ready) or the timeout passes (not ready); claims nothing';
@@ -848,7 +852,8 @@ SELECT i.inbox_name AS name, 'asyncrr.' OPERATOR(pg_catalog.||) i.inbox_name AS 
          WHERE r.inbox_name = i.inbox_name AND r.finished_at IS NOT NULL AND r.taken_at IS NULL)
            AS untaken_replies,
        (SELECT count(*) FROM asyncrr.request r
-         WHERE r.inbox_name = i.inbox_name AND r.state IN ('pending', 'claimed')) AS live_requests,
+         WHERE r.inbox_name = i.inbox_name AND r.taken_at IS NULL AND r.finished_at IS NULL)
+           AS live_requests,
        i.opened_at, i.released_at
   FROM asyncrr.inbox i
  WHERE pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER') OR i.owner_role = current_user;
@@ -875,25 +880,20 @@ COMMENT ON VIEW asyncrr.waiters IS 'backends sleeping in asyncrr.wait, CALL asyn
 -- full.  SKIP LOCKED: a row a client holds is simply taken on the next pass.
 ------------------------------------------------------------------------------
 
--- The worker's steps run with enable_sort off.  Their queries must read
--- request_deadline_idx or request_lease_idx in order and stop at the first
--- entry not yet due.  Planned while the statistics show no live request
--- (e.g. analyzed when every request had ended), "state IN ('pending',
--- 'claimed')" is estimated at 1 row, and the planner may pick a full scan
--- of request_live_queue_idx plus a sort instead: every live request read
--- on every pass (~25-40 ms per query with 100,000 live requests).
--- The worker keeps that plan for its lifetime.
+-- The worker's steps read request_deadline_idx, and request_claimed_idx
+-- and request_inbox_idx queue by queue and inbox by inbox, in order, and
+-- stop at the first entry not yet due.
 --
 -- Live requests past their deadline end as timed_out, with a dead letter
 -- (reason timeout).
 CREATE FUNCTION asyncrr._expire_deadlines(batch_size integer) RETURNS integer
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off SET IntervalStyle = postgres
+    LANGUAGE c SET search_path = pg_catalog, pg_temp SET IntervalStyle = postgres
     AS 'MODULE_PATHNAME', 'asyncrr_expire_deadlines';
 
 -- Claimed requests whose lease ran out go back to pending, or, when that
 -- was their last attempt, are dead-lettered (reason max_attempts).
 CREATE FUNCTION asyncrr._expire_leases(batch_size integer) RETURNS integer
-    LANGUAGE c SET search_path = pg_catalog, pg_temp SET enable_sort = off
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_expire_leases';
 
 -- Inboxes whose holding backend has exited are released.  Replies waiting
@@ -913,15 +913,14 @@ CREATE FUNCTION asyncrr._purge_requests(batch_size integer, retention interval) 
 AS $$
     WITH gone AS (
         DELETE FROM asyncrr.request r
-         WHERE r.correlation_id IN (
+         WHERE r.correlation_id = ANY (ARRAY(
                 SELECT q.correlation_id FROM asyncrr.request q
-                 WHERE q.finished_at IS NOT NULL AND q.finished_at < now() - $2
-                   AND q.taken_at IS NOT NULL
+                 WHERE q.finished_at < now() - $2 AND q.taken_at IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM asyncrr.dead_letter d
                                     WHERE d.correlation_id = q.correlation_id)
                  ORDER BY q.finished_at
                  LIMIT $1
-                 FOR UPDATE SKIP LOCKED)
+                 FOR UPDATE SKIP LOCKED))
         RETURNING 1)
     SELECT count(*)::integer FROM gone
 $$;
@@ -941,41 +940,18 @@ AS $$
     SELECT count(*)::integer FROM gone
 $$;
 
--- When the worker must look next: the earliest deadline or lease end.
--- ORDER BY ... LIMIT 1 rather than min(), so that enable_sort off leaves the
--- planner one way: the first entry of request_deadline_idx and of
--- request_lease_idx (see _expire_deadlines).
+-- When the worker must look next: the earliest deadline (the first entry
+-- of request_deadline_idx) or lease end (the first of each queue's in
+-- request_claimed_idx).
 CREATE FUNCTION asyncrr._next_event() RETURNS timestamptz
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET enable_sort = off
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT least((SELECT deadline FROM asyncrr.request WHERE state IN ('pending', 'claimed')
-                   ORDER BY deadline LIMIT 1),
-                 (SELECT lease_until FROM asyncrr.request WHERE state = 'claimed'
-                   ORDER BY lease_until LIMIT 1))
-$$;
-
--- The worker keeps the planner's statistics of asyncrr.request current.
--- Sessions keep their plans; a plan made while the table looked empty
--- (new, truncated, or emptied by retention) scans every live request of a
--- queue instead of looking them up, for as long as no ANALYZE invalidates
--- it: claims, completes and takes of 5 to 300 ms with 10,000 requests
--- live, measured, until autovacuum got round to it.  The worker analyzes
--- the table whenever it has more than doubled since it was last analyzed,
--- which replans every session's statements.
-CREATE FUNCTION asyncrr._refresh_statistics() RETURNS integer
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '100ms'
-AS $$
-BEGIN
-    IF pg_catalog.pg_stat_get_live_tuples('asyncrr.request'::regclass)
-       <= 2 * greatest((SELECT c.reltuples FROM pg_catalog.pg_class c
-                                    WHERE c.oid = 'asyncrr.request'::regclass), 0) + 1000 THEN
-        RETURN 0;
-    END IF;
-    ANALYZE asyncrr.request;
-    RETURN 1;
-EXCEPTION WHEN lock_not_available THEN
-    RETURN 0;       -- (auto)vacuum is at it; it updates the statistics too
-END
+    SELECT least((SELECT r.deadline FROM asyncrr.request r WHERE r.finished_at IS NULL
+                   ORDER BY r.deadline LIMIT 1),
+                 (SELECT min(l.lease_until) FROM asyncrr.queue q
+                   CROSS JOIN LATERAL (SELECT r.lease_until FROM asyncrr.request r
+                                        WHERE r.state = 'claimed' AND r.queue_name = q.queue_name
+                                        ORDER BY r.lease_until LIMIT 1) l))
 $$;
 
 ------------------------------------------------------------------------------

@@ -142,18 +142,9 @@ SELECT pg_reload_conf();
 
 SELECT asyncrr.drop_queue('worker_q');
 
--- 6. The worker keeps the planner's statistics of the requests table
--- current: once the table has more than doubled since it was last analyzed
--- (here: 5,000 requests arrive in a table analyzed, if ever, when it held
--- far fewer), it analyzes it, so that no session keeps plans made for an
--- empty table.  (Autovacuum is kept out of it for this test.)
-ALTER TABLE asyncrr.request SET (autovacuum_enabled = false);
-SELECT reltuples < 1000 AS small_before FROM pg_class WHERE oid = 'asyncrr.request'::regclass;
-SELECT asyncrr.create_queue('stats_q', default_timeout => '1 hour');
-SELECT count(*) AS submitted FROM asyncrr.submit_many('stats_q', array_fill('{}'::jsonb, ARRAY[5000]));
-UNLISTEN *;   -- (submit_many opened a session inbox)
-SELECT pg_stat_force_next_flush();   -- the counts reach the worker now, not in a while
-SELECT wait_until($$SELECT reltuples >= 5000 FROM pg_class WHERE oid = 'asyncrr.request'::regclass$$)
-       AS analyzed;
-SELECT asyncrr.drop_queue('stats_q', force => true);
-ALTER TABLE asyncrr.request RESET (autovacuum_enabled);
+-- 6. No plan depends on the statistics (5.), and autovacuum keeps them
+-- current anyway: asyncrr.request, whose rows are updated several times
+-- each and deleted in bulk, is vacuumed and analyzed at a small fraction of
+-- changed rows.
+SELECT unnest(reloptions) AS setting FROM pg_class WHERE oid = 'asyncrr.request'::regclass
+ ORDER BY 1;

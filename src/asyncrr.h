@@ -85,6 +85,7 @@ typedef struct AsyncrrPlan
 	int			nargs;
 	Oid			argtypes[ASYNCRR_PLAN_MAX_ARGS];
 	SPIPlanPtr	plan;			/* NULL until first used */
+	int			size_class;		/* of asyncrr.request when it was made */
 } AsyncrrPlan;
 
 /* What a statement returned: n rows */

@@ -5,8 +5,17 @@
  *	  and kept for the life of the backend.
  *
  * A plan is replanned by the plan cache when a table it reads changes
- * (DROP/CREATE EXTENSION, ALTER, ANALYZE), so keeping it is safe.  The
- * callers run under a pinned search_path (the SET clauses of their SQL
+ * (DROP/CREATE EXTENSION, ALTER, ANALYZE), so keeping it is safe; but not
+ * when a table merely grows.  A plan made while asyncrr.request had no
+ * pages reads it sequentially, which costs nothing then, and would go on
+ * doing so as it grows, until an ANALYZE: a 200,000-request submit in one
+ * transaction turned quadratic (over 10 minutes).  So a plan is also made
+ * again whenever asyncrr.request has doubled or halved in pages since it
+ * was made (its size class).  Together with statements that each have one
+ * index to use (asyncrr--0.3.sql), that keeps plans good without planner
+ * settings (test/t/011_plans.pl).
+ *
+ * The callers run under a pinned search_path (the SET clauses of their SQL
  * declarations), and every name in the SQL text is qualified anyway.
  *
  * src/plan.c
@@ -15,9 +24,37 @@
  */
 #include "postgres.h"
 
+#include "access/relation.h"
+#include "catalog/namespace.h"
 #include "executor/spi.h"
+#include "port/pg_bitutils.h"
+#include "storage/bufmgr.h"
+#include "utils/lsyscache.h"
 
 #include "asyncrr.h"
+
+/*
+ * The size class of asyncrr.request: 0 when it has no pages, else 1 + the
+ * base-2 logarithm of its number of pages (an lseek; no catalog read once
+ * the relation is in the relcache).
+ */
+static int
+request_size_class(void)
+{
+	Oid			nsp = get_namespace_oid("asyncrr", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("request", nsp) : InvalidOid;
+	Relation	rel;
+	BlockNumber pages;
+
+	if (!OidIsValid(relid))
+		return 0;
+	rel = try_relation_open(relid, AccessShareLock);
+	if (rel == NULL)
+		return 0;
+	pages = RelationGetNumberOfBlocks(rel);
+	relation_close(rel, NoLock);
+	return pages == 0 ? 0 : 1 + pg_leftmost_one_pos32(pages);
+}
 
 /*
  * Runs a plan with the given arguments (nulls as for SPI_execute_plan: 'n'
@@ -38,6 +75,13 @@ asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls)
 	asyncrr_as_owner_begin(&save);
 	PG_TRY();
 	{
+		int			size_class = request_size_class();
+
+		if (p->plan != NULL && p->size_class != size_class)
+		{
+			SPI_freeplan(p->plan);
+			p->plan = NULL;
+		}
 		if (p->plan == NULL)
 		{
 			SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
@@ -48,6 +92,7 @@ asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls)
 			if (SPI_keepplan(plan) != 0)
 				elog(ERROR, "asyncrr: could not keep the plan of \"%s\"", p->sql);
 			p->plan = plan;
+			p->size_class = size_class;
 		}
 		rc = SPI_execute_plan(p->plan, values, nulls, false, 0);
 	}

@@ -13,10 +13,11 @@
  * saved plans (plan.c).  The rules are the same, and so are the messages:
  * the regression suite is the specification.
  *
- * Every function here is declared with a pinned search_path; those on the
- * hot path also with enable_seqscan and jit off (asyncrr--0.3.sql says
- * why).  None is SECURITY DEFINER: each acts for the role in effect when
- * it is called, and plan.c runs its statements as the extension's owner
+ * Every function here is declared with a pinned search_path.  Each
+ * statement on asyncrr.request has one index it can use, so no plan
+ * depends on the statistics (asyncrr--0.3.sql, at the indexes, says how).
+ * None is SECURITY DEFINER: each acts for the role in effect when it is
+ * called, and plan.c runs its statements as the extension's owner
  * (privilege.c).
  *
  * src/request.c
@@ -98,10 +99,16 @@ static AsyncrrPlan known_ids_plan = {
 	1, {UUIDARRAYOID}
 };
 
-/* backpressure: counted under the statement's snapshot, not serialized */
+/*
+ * backpressure: counted under the statement's snapshot, not serialized;
+ * pending (request_claim_idx) and claimed (request_claimed_idx) requests,
+ * up to $2 of each
+ */
 static AsyncrrPlan depth_plan = {
-	"SELECT count(*) FROM (SELECT 1 FROM asyncrr.request l"
-	"  WHERE l.queue_name = $1 AND l.state IN ('pending', 'claimed') LIMIT $2) live",
+	"SELECT (SELECT count(*) FROM (SELECT 1 FROM asyncrr.request l"
+	"         WHERE l.state = 'pending' AND l.queue_name = $1 LIMIT $2) p)"
+	"     + (SELECT count(*) FROM (SELECT 1 FROM asyncrr.request l"
+	"         WHERE l.state = 'claimed' AND l.queue_name = $1 LIMIT $2) c)",
 	2, {TEXTOID, INT4OID}
 };
 
@@ -174,12 +181,7 @@ static AsyncrrPlan claim_plan = {
 	7, {TEXTOID, TIMESTAMPTZOID, INT4OID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDARRAYOID}
 };
 
-/*
- * work that a claim skipped because another claim holds it locked.  In the
- * claim's own order, so that it is read from request_claim_idx: written as
- * EXISTS, the planner read request_deadline_idx instead, every live request
- * of every queue (50 ms with 300,000 pending elsewhere).
- */
+/* work that a claim skipped because another claim holds it locked */
 static AsyncrrPlan pending_plan = {
 	"SELECT c.correlation_id FROM asyncrr.request c"
 	" WHERE c.state = 'pending' AND c.queue_name = $1 AND c.deadline > $2"
@@ -302,10 +304,16 @@ static AsyncrrPlan take_plan = {
 	2, {TEXTOID, INT4OID}
 };
 
-/* close_inbox(cancel_pending): the inbox's live requests, in id order */
+/*
+ * close_inbox(cancel_pending): the inbox's live requests, found through
+ * request_inbox_idx, then locked in id order through the primary key
+ */
 static AsyncrrPlan live_of_inbox_plan = {
 	"SELECT correlation_id FROM asyncrr.request"
-	" WHERE inbox_name = $1 AND state IN ('pending', 'claimed')"
+	" WHERE correlation_id = ANY (ARRAY("
+	"         SELECT l.correlation_id FROM asyncrr.request l"
+	"          WHERE l.inbox_name = $1 AND l.taken_at IS NULL AND l.state IN ('pending', 'claimed')))"
+	"   AND state IN ('pending', 'claimed')"
 	" ORDER BY correlation_id FOR UPDATE",
 	1, {TEXTOID}
 };
@@ -357,14 +365,20 @@ static AsyncrrPlan mark_taken_plan = {
 };
 
 
-/* wait_for_work: is there anything a claim of this queue would take now? */
+/*
+ * wait_for_work: is there anything a claim of this queue would take now?
+ * The first entry of each index in order: written as EXISTS, which drops
+ * the ORDER BY, the planner read the table sequentially once the
+ * statistics showed most requests pending in another queue (39 ms).
+ */
 static AsyncrrPlan work_plan = {
-	"SELECT EXISTS (SELECT 1 FROM asyncrr.request c"
-	"                WHERE c.state = 'pending' AND c.queue_name = $1 AND c.deadline > $2"
-	"                ORDER BY c.priority DESC, c.submitted_at LIMIT 1)"
-	"    OR EXISTS (SELECT 1 FROM asyncrr.request c"
-	"                WHERE c.state = 'claimed' AND c.lease_until < $2 AND c.queue_name = $1"
-	"                  AND c.attempt < c.max_attempts AND c.deadline > $2)",
+	"SELECT (SELECT 1 FROM asyncrr.request c"
+	"         WHERE c.state = 'pending' AND c.queue_name = $1 AND c.deadline > $2"
+	"         ORDER BY c.priority DESC, c.submitted_at LIMIT 1) IS NOT NULL"
+	"    OR (SELECT 1 FROM asyncrr.request c"
+	"         WHERE c.state = 'claimed' AND c.queue_name = $1 AND c.lease_until < $2"
+	"           AND c.attempt < c.max_attempts AND c.deadline > $2"
+	"         ORDER BY c.lease_until LIMIT 1) IS NOT NULL",
 	2, {TEXTOID, TIMESTAMPTZOID}
 };
 
@@ -380,16 +394,24 @@ static AsyncrrPlan extend_plan = {
 	2, {UUIDOID, TIMESTAMPTZOID}
 };
 
-/* drop_queue */
+/*
+ * drop_queue: the queue's live requests, pending and claimed, then locked
+ * in id order (as live_of_inbox_plan)
+ */
+#define LIVE_OF_QUEUE \
+	"SELECT l.correlation_id FROM asyncrr.request l WHERE l.state = 'pending' AND l.queue_name = $1" \
+	" UNION ALL " \
+	"SELECT l.correlation_id FROM asyncrr.request l WHERE l.state = 'claimed' AND l.queue_name = $1"
+
 static AsyncrrPlan count_live_plan = {
-	"SELECT count(*) FROM asyncrr.request"
-	" WHERE queue_name = $1 AND state IN ('pending', 'claimed')",
+	"SELECT count(*) FROM (" LIVE_OF_QUEUE ") live",
 	1, {TEXTOID}
 };
 
 static AsyncrrPlan live_of_queue_plan = {
 	"SELECT correlation_id FROM asyncrr.request"
-	" WHERE queue_name = $1 AND state IN ('pending', 'claimed')"
+	" WHERE correlation_id = ANY (ARRAY(" LIVE_OF_QUEUE "))"
+	"   AND state IN ('pending', 'claimed')"
 	" ORDER BY correlation_id FOR UPDATE",
 	1, {TEXTOID}
 };
@@ -419,12 +441,13 @@ static AsyncrrPlan dead_letters_of_plan = {
 };
 
 /*
- * The worker's steps.  Each reads request_deadline_idx or request_lease_idx
- * in order and stops at the first entry not yet due.
+ * The worker's steps.  Each reads request_deadline_idx, or request_claimed_idx
+ * and request_inbox_idx queue by queue and inbox by inbox, in order, and
+ * stops at the first entry not yet due.
  */
 static AsyncrrPlan due_plan = {
 	"SELECT correlation_id FROM asyncrr.request"
-	" WHERE state IN ('pending', 'claimed') AND deadline <= now()"
+	" WHERE finished_at IS NULL AND deadline <= now()"
 	" ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED",
 	1, {INT4OID}
 };
@@ -438,9 +461,14 @@ static AsyncrrPlan due_one_plan = {
 };
 
 static AsyncrrPlan lease_expired_plan = {
-	"SELECT correlation_id, attempt >= max_attempts, queue_name FROM asyncrr.request"
-	" WHERE state = 'claimed' AND lease_until <= now()"
-	" ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED",
+	"SELECT e.correlation_id, e.attempt >= e.max_attempts, e.queue_name"
+	"  FROM asyncrr.queue q"
+	" CROSS JOIN LATERAL (SELECT r.correlation_id, r.attempt, r.max_attempts, r.queue_name"
+	"                       FROM asyncrr.request r"
+	"                      WHERE r.state = 'claimed' AND r.queue_name = q.queue_name"
+	"                        AND r.lease_until <= now()"
+	"                      ORDER BY r.lease_until LIMIT $1 FOR UPDATE SKIP LOCKED) e"
+	" LIMIT $1",
 	1, {INT4OID}
 };
 
@@ -457,20 +485,38 @@ static AsyncrrPlan release_dead_holders_plan = {
 };
 
 /*
- * Untaken replies whose requester is gone ($1 at most, grace $2; a CALL
- * takes its reply within moments: never before a minute): taken, with a
- * dead letter unless the request was dead-lettered already (it keeps that
- * one, even if since redriven or purged).
+ * Untaken replies whose requester is gone ($1 at most, grace $2): taken,
+ * with a dead letter unless the request was dead-lettered already (it
+ * keeps that one, even if since redriven or purged).  Inbox by inbox, each
+ * read through request_inbox_idx oldest first: every reply of a session
+ * inbox released more than grace ago, and the replies older than grace
+ * (never less than a minute: a CALL takes its reply within moments) of an
+ * inbox that has no row (the call inbox, a removed session inbox), found
+ * by skipping through the index from one inbox name to the next.
  */
 static AsyncrrPlan orphan_replies_plan = {
-	"WITH gone AS ("
-	"  SELECT q.* FROM asyncrr.request q"
-	"    LEFT JOIN asyncrr.inbox i ON i.inbox_name = q.inbox_name"
-	"   WHERE q.finished_at IS NOT NULL AND q.taken_at IS NULL"
-	"     AND ((i.inbox_name IS NULL"
-	"           AND q.finished_at <= now() - greatest($2, interval '1 minute'))"
-	"          OR (NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - $2))"
-	"   ORDER BY q.finished_at LIMIT $1 FOR UPDATE OF q SKIP LOCKED),"
+	"WITH RECURSIVE names(name) AS ("
+	"   (SELECT l.inbox_name FROM asyncrr.request l WHERE l.taken_at IS NULL"
+	"     ORDER BY l.inbox_name LIMIT 1)"
+	"   UNION ALL"
+	"   SELECT (SELECT l.inbox_name FROM asyncrr.request l"
+	"            WHERE l.taken_at IS NULL AND l.inbox_name > n.name"
+	"            ORDER BY l.inbox_name LIMIT 1)"
+	"     FROM names n WHERE n.name IS NOT NULL),"
+	" orphaned(name, upto) AS ("
+	"   SELECT i.inbox_name, 'infinity'::timestamptz FROM asyncrr.inbox i"
+	"    WHERE NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - $2"
+	"   UNION ALL"
+	"   SELECT n.name, now() - greatest($2, interval '1 minute') FROM names n"
+	"    WHERE n.name IS NOT NULL"
+	"      AND NOT EXISTS (SELECT 1 FROM asyncrr.inbox i WHERE i.inbox_name = n.name)),"
+	" gone AS ("
+	"   SELECT g.* FROM orphaned o"
+	"    CROSS JOIN LATERAL (SELECT q.* FROM asyncrr.request q"
+	"                         WHERE q.inbox_name = o.name AND q.taken_at IS NULL"
+	"                           AND q.finished_at <= o.upto"
+	"                         ORDER BY q.finished_at LIMIT $1 FOR UPDATE SKIP LOCKED) g"
+	"    LIMIT $1),"
 	" letter AS ("
 	INSERT_DEAD_LETTERS("'requester_gone'", "now()", "gone WHERE dead_letter_reason IS NULL")
 	"),"
@@ -482,14 +528,19 @@ static AsyncrrPlan orphan_replies_plan = {
 	2, {INT4OID, INTERVALOID}
 };
 
+/*
+ * session inboxes released grace ($1) ago with nothing left in them: the
+ * first entry of each in request_inbox_idx, in order (NOT EXISTS became
+ * an anti-join reading all of the index for each inbox when the statistics
+ * said it was nearly empty, and, without the order, a sequential scan when
+ * they said most requests were of one inbox)
+ */
 static AsyncrrPlan remove_session_inboxes_plan = {
 	"DELETE FROM asyncrr.inbox i"
 	" WHERE NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - $1"
-	"   AND NOT EXISTS (SELECT 1 FROM asyncrr.request q"
-	"                    WHERE q.inbox_name = i.inbox_name AND q.state IN ('pending', 'claimed'))"
-	"   AND NOT EXISTS (SELECT 1 FROM asyncrr.request q"
-	"                    WHERE q.inbox_name = i.inbox_name"
-	"                      AND q.finished_at IS NOT NULL AND q.taken_at IS NULL)",
+	"   AND (SELECT 1 FROM asyncrr.request q"
+	"         WHERE q.inbox_name = i.inbox_name AND q.taken_at IS NULL"
+	"         ORDER BY q.finished_at LIMIT 1) IS NULL",
 	1, {INTERVALOID}
 };
 

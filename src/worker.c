@@ -282,8 +282,6 @@ asyncrr_bgworker_connect(const char *name)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(asyncrr_database, NULL, 0);
 	pgstat_report_appname(name);
-	/* their statements run with planner methods disabled, whose cost would JIT them */
-	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void
@@ -393,13 +391,6 @@ run_pass(bool housekeeping)
 		run_step("asyncrr: removing dead letters past retention",
 				 "SELECT asyncrr._purge_old_dead_letters($1, $2)", 2,
 				 seconds_interval(asyncrr_dead_letter_retention));
-		/* (0.2 and later: a server may run this library with 0.1 installed) */
-		run_in_xact("asyncrr: refreshing the statistics of asyncrr.request",
-					"SELECT pg_catalog.to_regprocedure('asyncrr._refresh_statistics()')::oid::bigint",
-					0, NULL, NULL, &next, &isnull);
-		if (!isnull)
-			run_in_xact("asyncrr: refreshing the statistics of asyncrr.request",
-						"SELECT asyncrr._refresh_statistics()", 0, NULL, NULL, &next, &isnull);
 	}
 	if (!run_in_xact("asyncrr: finding the next deadline",
 					 "SELECT asyncrr._next_event()", 0, NULL, NULL, &next, &isnull))
