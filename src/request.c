@@ -1419,6 +1419,7 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 	Interval   *wait = PG_ARGISNULL(4) ? NULL : PG_GETARG_INTERVAL_P(4);
 	Interval	zero = {0};
 	bool		waiting = false;
+	bool		woken = false;
 	TimestampTz until = 0;
 	TimestampTz t;
 	TimestampTz lease_until;
@@ -1486,6 +1487,12 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 			/* a dead worker's backend, woken, must not take work nobody receives */
 			if (!asyncrr_client_alive())
 				asyncrr_waiter_stop();
+			/* nor a worker whose claim privilege was revoked while it slept */
+			if (woken && !asyncrr_may(queue, "claim"))
+			{
+				claimed = palloc0(sizeof(AsyncrrRows));
+				break;
+			}
 		}
 		t = GetCurrentTimestamp();
 		lease_until = plus(t, lease);
@@ -1501,6 +1508,7 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 
 		/* nothing yet: free what this look used, the wait may be long */
 		asyncrr_done(claimed);
+		woken = true;
 		pending = asyncrr_run(&pending_plan, args, NULL);
 		skipped = pending->n > 0;
 		asyncrr_done(pending);
@@ -1922,10 +1930,12 @@ asyncrr_drop_queue(PG_FUNCTION_ARGS)
 
 /*
  * Sends a dead letter back to its queue as a new request: new id, same
- * inbox, owner, payload, headers, priority and timeout.  Returns the new id.
+ * inbox, owner, payload, headers, priority and timeout.  Returns the new id;
+ * or, if the dead letter is gone (a purge or another redrive got to it
+ * first) and missing_ok, NULL.
  */
 static pg_uuid_t *
-redrive_one(pg_uuid_t *old_id)
+redrive_one(pg_uuid_t *old_id, bool missing_ok)
 {
 	AsyncrrRows *letter;
 	Queue		q;
@@ -1937,6 +1947,11 @@ redrive_one(pg_uuid_t *old_id)
 	pg_uuid_t  *new_id = palloc(sizeof(pg_uuid_t));
 
 	letter = asyncrr_run(&take_dead_letter_plan, (Datum[]) {UUIDPGetDatum(old_id)}, NULL);
+	if (letter->n == 0 && missing_ok)
+	{
+		asyncrr_done(letter);
+		return NULL;
+	}
 	if (letter->n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -1967,7 +1982,7 @@ asyncrr_redrive(PG_FUNCTION_ARGS)
 	asyncrr_require("admin", "redrive");
 	asyncrr_check_not_null("correlation id", PG_ARGISNULL(0));
 	SPI_connect();
-	new_id = redrive_one(PG_GETARG_UUID_P(0));
+	new_id = redrive_one(PG_GETARG_UUID_P(0), false);
 	SPI_finish();
 	PG_RETURN_UUID_P(new_id);
 }
@@ -1976,7 +1991,8 @@ asyncrr_redrive(PG_FUNCTION_ARGS)
  * asyncrr.redrive_queue(queue_name text, reason text) RETURNS bigint
  *
  * Redrives every dead letter of a queue (with reason, only those), oldest
- * first; returns how many.
+ * first; returns how many.  One that a concurrent purge or redrive removed
+ * after it was listed is skipped.
  */
 Datum
 asyncrr_redrive_queue(PG_FUNCTION_ARGS)
@@ -1986,6 +2002,7 @@ asyncrr_redrive_queue(PG_FUNCTION_ARGS)
 	AsyncrrRows *letters;
 	Datum		args[2];
 	char		nulls[3] = "  ";
+	int64		n = 0;
 
 	asyncrr_require("admin", "redrive_queue");
 	asyncrr_check_not_null("queue name", PG_ARGISNULL(0));
@@ -2008,9 +2025,10 @@ asyncrr_redrive_queue(PG_FUNCTION_ARGS)
 	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
 	letters = asyncrr_run(&dead_letters_of_plan, args, nulls);
 	for (uint64 i = 0; i < letters->n; i++)
-		(void) redrive_one(row_id(letters, i));
+		if (redrive_one(row_id(letters, i), true) != NULL)
+			n++;
 	SPI_finish();
-	PG_RETURN_INT64((int64) letters->n);
+	PG_RETURN_INT64(n);
 }
 
 /* ----------------------------------------------------------------
