@@ -11,6 +11,9 @@
 #                  installcheck-nodispatch; test/nodispatch.conf appended)
 #   - TAP          test/t/*.pl    (PostgreSQL::Test::Cluster clusters)
 #   - bench smoke  test/bench/run.sh --quick (its own cluster, ~30 s)
+#   - clients      clients/python/run_tests.sh (pytest, psycopg 3) and
+#                  clients/node/run_tests.sh (node --test, pg from npm),
+#                  each on clusters of its own
 # Exits non-zero if anything failed; the last line is "N passed, M failed".
 set -u
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -89,6 +92,27 @@ else
 	echo "bench smoke FAILED"
 	failed=$((failed + 1))
 fi
+
+# The client libraries, each against throwaway clusters of its own, as
+# root: each script installs what it needs (apt; npm for the Node client)
+# and ends with its own "N passed, M failed", counted here test by test.
+client_suite() {
+	local name=$1 script=$2 line ok=0 bad=1
+	say "$name"
+	bash "$script" >"$work/$name.log" 2>&1
+	local rc=$?
+	tail -n 60 "$work/$name.log"
+	line=$(tail -n 1 "$work/$name.log")
+	if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		ok=${BASH_REMATCH[1]}
+		bad=${BASH_REMATCH[2]}
+	fi
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+}
+client_suite "python client" "$top/clients/python/run_tests.sh"
+client_suite "node client" "$top/clients/node/run_tests.sh"
 
 echo
 echo "$passed passed, $failed failed"
