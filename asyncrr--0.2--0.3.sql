@@ -301,6 +301,9 @@ CREATE OR REPLACE FUNCTION asyncrr.redrive_queue(queue_name text, reason text DE
     LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_redrive_queue';
 
+CREATE FUNCTION asyncrr._check_not_negative(what text, value interval) RETURNS void
+    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'asyncrr_check_not_negative_sql';
+REVOKE ALL ON FUNCTION asyncrr._check_not_negative(text, interval) FROM PUBLIC;
 DROP FUNCTION asyncrr.purge_dead_letters(interval);
 CREATE FUNCTION asyncrr._purge_dead_letters(older_than interval) RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -310,12 +313,7 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM asyncrr._require('admin', 'purge_dead_letters');
-    PERFORM asyncrr._check_not_null('older_than', _purge_dead_letters.older_than);
-    IF _purge_dead_letters.older_than < interval '0' THEN
-        RAISE EXCEPTION 'invalid older_than "%"', _purge_dead_letters.older_than
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'older_than must not be negative; 0 purges every dead letter.';
-    END IF;
+    PERFORM asyncrr._check_not_negative('older_than', _purge_dead_letters.older_than);
     DELETE FROM asyncrr.dead_letter WHERE dead_lettered_at <= now() - _purge_dead_letters.older_than;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

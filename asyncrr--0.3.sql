@@ -213,6 +213,8 @@ CREATE FUNCTION asyncrr._check_not_null(what text, value anyelement) RETURNS voi
     LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'asyncrr_check_not_null_sql';
 CREATE FUNCTION asyncrr._check_positive(what text, value interval) RETURNS void
     LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'asyncrr_check_positive_sql';
+CREATE FUNCTION asyncrr._check_not_negative(what text, value interval) RETURNS void
+    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'asyncrr_check_not_negative_sql';
 
 -- An inbox's channel, and LISTEN on it (src/notify.c sends the one
 -- notification of each reply; close_inbox UNLISTENs).
@@ -767,12 +769,7 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM asyncrr._require('admin', 'purge_dead_letters');
-    PERFORM asyncrr._check_not_null('older_than', _purge_dead_letters.older_than);
-    IF _purge_dead_letters.older_than < interval '0' THEN
-        RAISE EXCEPTION 'invalid older_than "%"', _purge_dead_letters.older_than
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'older_than must not be negative; 0 purges every dead letter.';
-    END IF;
+    PERFORM asyncrr._check_not_negative('older_than', _purge_dead_letters.older_than);
     DELETE FROM asyncrr.dead_letter WHERE dead_lettered_at <= now() - _purge_dead_letters.older_than;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

@@ -3,7 +3,7 @@
  * check.c
  *	  Validation of user input that the SQL and C functions share: queue
  *	  and inbox names, the size limit on payloads, headers and replies,
- *	  required arguments and positive intervals.
+ *	  required arguments and intervals in range.
  *
  * Names are checked against an allow-list here, in one place, so that no
  * name a user typed is ever quoted into SQL or a channel name unchecked.
@@ -25,6 +25,7 @@ PG_FUNCTION_INFO_V1(asyncrr_check_name);
 PG_FUNCTION_INFO_V1(asyncrr_check_size);
 PG_FUNCTION_INFO_V1(asyncrr_check_not_null_sql);
 PG_FUNCTION_INFO_V1(asyncrr_check_positive_sql);
+PG_FUNCTION_INFO_V1(asyncrr_check_not_negative_sql);
 
 static bool
 name_is_valid(const char *name, int len)
@@ -130,37 +131,55 @@ asyncrr_check_not_null_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* A timeout, lease or extension must be a positive interval. */
-void
-asyncrr_check_positive(const char *what, Interval *value)
+/*
+ * The longest interval asyncrr takes: one whose end, counted from now, is
+ * a timestamp PostgreSQL can represent (and a deadline a DBA can believe).
+ */
+#define ASYNCRR_MAX_INTERVAL_YEARS 1000
+
+/*
+ * An interval that is out of range: at or below zero (or below it, when
+ * zero_ok), or longer than ASYNCRR_MAX_INTERVAL_YEARS.
+ */
+static void
+check_interval(const char *what, Interval *value, bool zero_ok)
 {
 	Interval	zero = {0};
+	Interval	longest = {.month = ASYNCRR_MAX_INTERVAL_YEARS * MONTHS_PER_YEAR};
+	bool		too_small;
+	bool		too_long;
 
-	asyncrr_check_not_null(what, value == NULL);
-	if (DatumGetBool(DirectFunctionCall2(interval_le, IntervalPGetDatum(value),
-										 IntervalPGetDatum(&zero))))
+	too_small = DatumGetBool(DirectFunctionCall2(zero_ok ? interval_lt : interval_le,
+												 IntervalPGetDatum(value),
+												 IntervalPGetDatum(&zero)));
+	too_long = DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(value),
+												IntervalPGetDatum(&longest)));
+	if (too_small || too_long)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid %s \"%s\"", what,
 						DatumGetCString(DirectFunctionCall1(interval_out,
 															IntervalPGetDatum(value)))),
+				 too_long ?
+				 errdetail("The %s must be at most %d years.", what, ASYNCRR_MAX_INTERVAL_YEARS) :
+				 zero_ok ?
+				 errdetail("The %s must not be negative.", what) :
 				 errdetail("The %s must be greater than zero.", what)));
+}
+
+/* A timeout, lease or extension must be a positive interval. */
+void
+asyncrr_check_positive(const char *what, Interval *value)
+{
+	asyncrr_check_not_null(what, value == NULL);
+	check_interval(what, value, false);
 }
 
 /* A timeout or wait must not be a negative interval (zero: do not wait). */
 void
 asyncrr_check_not_negative(const char *what, Interval *value)
 {
-	Interval	zero = {0};
-
-	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(value),
-										 IntervalPGetDatum(&zero))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid %s \"%s\"", what,
-						DatumGetCString(DirectFunctionCall1(interval_out,
-															IntervalPGetDatum(value)))),
-				 errdetail("The %s must not be negative.", what)));
+	check_interval(what, value, true);
 }
 
 /* asyncrr._check_positive(what text, value interval) RETURNS void */
@@ -171,5 +190,16 @@ asyncrr_check_positive_sql(PG_FUNCTION_ARGS)
 		elog(ERROR, "asyncrr._check_positive: what must not be null");
 	asyncrr_check_positive(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 						   PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1));
+	PG_RETURN_VOID();
+}
+
+/* asyncrr._check_not_negative(what text, value interval) RETURNS void */
+Datum
+asyncrr_check_not_negative_sql(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "asyncrr._check_not_negative: what must not be null");
+	asyncrr_check_not_null(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_ARGISNULL(1));
+	asyncrr_check_not_negative(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_INTERVAL_P(1));
 	PG_RETURN_VOID();
 }
