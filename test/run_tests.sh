@@ -14,6 +14,8 @@
 #   - clients      clients/python/run_tests.sh (pytest, psycopg 3) and
 #                  clients/node/run_tests.sh (node --test, pg from npm),
 #                  each on clusters of its own
+#   - package      test/package/run.sh: the Debian package built, installed,
+#                  its regression suite run, removed
 # Exits non-zero if anything failed; the last line is "N passed, M failed".
 set -u
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -93,10 +95,12 @@ else
 	failed=$((failed + 1))
 fi
 
-# The client libraries, each against throwaway clusters of its own, as
-# root: each script installs what it needs (apt; npm for the Node client)
-# and ends with its own "N passed, M failed", counted here test by test.
-client_suite() {
+# Scripts that end with their own "N passed, M failed", counted here test
+# by test: the client libraries, each against throwaway clusters of its
+# own (each installs what it needs: apt; npm for the Node client), and the
+# Debian package (built, installed, tested, removed; the files installed
+# above are put back).
+counted_suite() {
 	local name=$1 script=$2 line ok=0 bad=1
 	say "$name"
 	bash "$script" >"$work/$name.log" 2>&1
@@ -111,8 +115,9 @@ client_suite() {
 	passed=$((passed + ok))
 	failed=$((failed + bad))
 }
-client_suite "python client" "$top/clients/python/run_tests.sh"
-client_suite "node client" "$top/clients/node/run_tests.sh"
+counted_suite "python client" "$top/clients/python/run_tests.sh"
+counted_suite "node client" "$top/clients/node/run_tests.sh"
+counted_suite "debian package" "$top/test/package/run.sh"
 
 echo
 echo "$passed passed, $failed failed"
