@@ -72,10 +72,16 @@ SELECT asyncrr.submit('wk_once', '{"n": 6}', correlation_id => 'c1000000-0000-00
 SELECT correlation_id, attempt FROM asyncrr.claim('wk_once');
 SELECT asyncrr.fail('c1000000-0000-0000-0000-000000000006', 'no luck', retry => true);
 
--- extend_lease moves the lease end to now() + extra and returns it
+-- extend_lease moves the lease end to extra from the time of the call
+-- (the clock, not the start of the transaction: here 1.5 s later, and a
+-- 1-second extension must not end in the past) and returns it
 BEGIN;
-SELECT asyncrr.extend_lease('c1000000-0000-0000-0000-000000000003', '10 minutes') = now() + interval '10 minutes' AS extended;
-SELECT lease_until = now() + interval '10 minutes' AS stored
+SELECT pg_sleep(1.5);
+SELECT asyncrr.extend_lease('c1000000-0000-0000-0000-000000000003', '1 second') > clock_timestamp() AS ahead;
+SELECT asyncrr.extend_lease('c1000000-0000-0000-0000-000000000003', '10 minutes') AS new_end \gset
+SELECT :'new_end'::timestamptz BETWEEN clock_timestamp() + interval '9 minutes' AND clock_timestamp() + interval '10 minutes' AS extended,
+       :'new_end'::timestamptz > now() + interval '10 minutes' AS after_transaction_start;
+SELECT lease_until = :'new_end' AS stored
   FROM asyncrr.pending WHERE correlation_id = 'c1000000-0000-0000-0000-000000000003';
 COMMIT;
 SELECT lease_until AS lease_before FROM asyncrr.pending

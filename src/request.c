@@ -1821,7 +1821,8 @@ asyncrr_extend_lease(PG_FUNCTION_ARGS)
 				 errmsg("request \"%s\" is not claimed", uuid_string(id)),
 				 errdetail("Its state is %s: the claim is no longer current.", c.state)));
 
-	new_end = plus(GetCurrentTransactionStartTimestamp(), PG_GETARG_INTERVAL_P(1));
+	/* from the clock, as claim's lease: not from the transaction's start */
+	new_end = plus(GetCurrentTimestamp(), PG_GETARG_INTERVAL_P(1));
 	asyncrr_done(asyncrr_run(&extend_plan,
 							 (Datum[]) {UUIDPGetDatum(id), TimestampTzGetDatum(new_end)}, NULL));
 	asyncrr_note_deadline_at(new_end);

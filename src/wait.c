@@ -65,6 +65,13 @@
 
 #include "asyncrr.h"
 
+/*
+ * A call that must commit its submit before it waits, made inside a
+ * transaction block: a worker cannot see the request until it commits.
+ */
+#define IN_BLOCK_HINT \
+	"Submit with asyncrr.submit(), commit, then CALL asyncrr.wait_for_reply()."
+
 PG_FUNCTION_INFO_V1(asyncrr_wait_register_reply);
 PG_FUNCTION_INFO_V1(asyncrr_wait_register_work);
 PG_FUNCTION_INFO_V1(asyncrr_wait_reset);
@@ -490,7 +497,7 @@ asyncrr_call_precheck(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("%s cannot run inside a transaction block",
 						text_to_cstring(PG_GETARG_TEXT_PP(0))),
-				 errhint("Use asyncrr.submit() and asyncrr.wait() instead.")));
+				 errhint(IN_BLOCK_HINT)));
 	PG_RETURN_VOID();
 }
 
@@ -837,7 +844,7 @@ asyncrr_call(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("asyncrr.call cannot run inside a transaction block"),
-				 errhint("Use asyncrr.submit() and asyncrr.wait() instead.")));
+				 errhint(IN_BLOCK_HINT)));
 	asyncrr_require("requester", "call");
 
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
