@@ -25,6 +25,7 @@
 --   filter without them, and asyncrr.waiters reads asyncrr.list_waiters().
 -- - Bounds: fail()'s error text (asyncrr.max_payload_bytes), claim()'s
 --   worker name (200 bytes), and per-queue max_priority and max_timeout.
+-- - The view asyncrr.metrics, with asyncrr.background_stats() (src/metrics.c).
 
 ------------------------------------------------------------------------------
 -- Per-queue bounds on what a requester may ask for
@@ -633,6 +634,60 @@ CREATE VIEW asyncrr.waiters AS
 SELECT w.pid, w.waits_for FROM asyncrr.list_waiters() w;
 COMMENT ON VIEW asyncrr.waiters IS 'backends sleeping in asyncrr.wait, CALL asyncrr.call, wait_for_reply (waits_for reply), claim with wait or wait_for_work (work); a non-administrator sees its own role''s only';
 
+------------------------------------------------------------------------------
+-- Metrics: one row per queue and measure, and the instance-wide measures
+-- (queue_name NULL).  The queues and their counts are asyncrr.queue_stats',
+-- seen as it lets this role see them; the waiters are
+-- asyncrr.list_waiters()', filtered likewise; the dispatcher's backlog and
+-- the worker's last pass come from shared memory (src/metrics.c), in
+-- asyncrr.database only.  A measure that cannot be known here has no row.
+-- The Prometheus metric of a measure is asyncrr_queue_<measure> or
+-- asyncrr_<measure> (contrib/prometheus/asyncrr_queries.yaml).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION asyncrr.background_stats()
+    RETURNS TABLE(dispatcher_backlog bigint, worker_pass_started timestamptz,
+                  worker_pass_ended timestamptz, worker_lag interval)
+    LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'asyncrr_background_stats';
+COMMENT ON FUNCTION asyncrr.background_stats() IS
+    'in asyncrr.database: notifications not yet sent by the dispatcher, and the background worker''s last completed pass: its start, its end, how late it started for what was due';
+
+CREATE VIEW asyncrr.metrics WITH (security_barrier) AS
+SELECT s.queue_name, m.measure, m.value, m.help
+  FROM asyncrr.queue_stats s
+ CROSS JOIN LATERAL (VALUES
+    ('pending', s.pending::float8, 'requests of the queue waiting to be claimed'),
+    ('claimed', s.claimed::float8, 'requests of the queue claimed by a worker and not ended'),
+    ('oldest_pending_age_seconds',
+     coalesce(EXTRACT(epoch FROM s.oldest_pending_age)::float8, 0),
+     'age in seconds of the oldest pending request of the queue (0: none pending)'),
+    ('completed', s.completed::float8, 'retained requests of the queue that ended completed'),
+    ('failed', s.failed::float8, 'retained requests of the queue that ended failed'),
+    ('timed_out', s.timed_out::float8, 'retained requests of the queue that ended timed_out'),
+    ('cancelled', s.cancelled::float8, 'retained requests of the queue that ended cancelled'),
+    ('dead_lettered', s.dead_lettered::float8, 'retained requests of the queue that ended dead_lettered'),
+    ('dead_letters', s.dead_letters::float8, 'dead letters of the queue, any reason')) AS m(measure, value, help)
+UNION ALL
+SELECT NULL, m.measure, m.value, m.help
+  FROM (SELECT count(*) FILTER (WHERE w.waits_for = 'reply') AS reply,
+               count(*) FILTER (WHERE w.waits_for = 'work') AS work
+          FROM asyncrr.list_waiters() w) w,
+       asyncrr.background_stats() b
+ CROSS JOIN LATERAL (VALUES
+    ('waiters_for_reply', w.reply::float8,
+     'backends of this database sleeping until a reply comes (wait, wait_for_reply, call)'),
+    ('waiters_for_work', w.work::float8,
+     'backends of this database sleeping until there is work (claim with wait, wait_for_work)'),
+    ('dispatcher_backlog', b.dispatcher_backlog::float8,
+     'notifications of replies handed to the dispatcher and not yet sent'),
+    ('worker_last_pass_age_seconds',
+     EXTRACT(epoch FROM pg_catalog.clock_timestamp() - b.worker_pass_ended)::float8,
+     'seconds since the background worker''s last completed pass ended'),
+    ('worker_lag_seconds', EXTRACT(epoch FROM b.worker_lag)::float8,
+     'seconds the worker''s last completed pass started after the earliest deadline or lease end it had found due (0: none had come)')) AS m(measure, value, help)
+ WHERE m.value IS NOT NULL;
+COMMENT ON VIEW asyncrr.metrics IS 'one row per queue this role may use (as in queue_stats) and measure, and the instance-wide measures (queue_name NULL): depth, oldest pending age, outcomes, dead letters, waiters, dispatcher backlog, worker''s last pass and lag';
+
 -- The helpers that only the SQL versions of the state changes needed.
 DROP FUNCTION asyncrr._time_out(uuid);
 DROP FUNCTION asyncrr._end_request(uuid, text, jsonb, text, text);
@@ -682,5 +737,6 @@ GRANT EXECUTE ON FUNCTION
     asyncrr.redrive(uuid), asyncrr.redrive_queue(text, text), asyncrr.purge_dead_letters(interval)
 TO asyncrr_admin;
 
-GRANT EXECUTE ON FUNCTION asyncrr.list_waiters() TO asyncrr_requester, asyncrr_worker, asyncrr_admin;
-GRANT SELECT ON asyncrr.waiters TO asyncrr_requester, asyncrr_worker, asyncrr_admin;
+GRANT EXECUTE ON FUNCTION asyncrr.list_waiters(), asyncrr.background_stats()
+TO asyncrr_requester, asyncrr_worker, asyncrr_admin;
+GRANT SELECT ON asyncrr.waiters, asyncrr.metrics TO asyncrr_requester, asyncrr_worker, asyncrr_admin;

@@ -145,8 +145,17 @@ extern void asyncrr_notify_shmem_startup(void);
 extern void asyncrr_register_dispatcher(void);
 extern void asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id,
 										   const char *status);
+extern bool asyncrr_dispatcher_backlog(uint64 *n);
 
 /* worker.c */
+typedef struct AsyncrrPass
+{
+	TimestampTz started;
+	TimestampTz ended;
+	TimestampTz due;			/* earliest deadline or lease end due at its
+								 * start; DT_NOEND: none; DT_NOBEGIN: unknown */
+} AsyncrrPass;
+
 extern void asyncrr_worker_xact_callback(XactEvent event);
 extern void asyncrr_register_bgworker(const char *name, const char *function);
 extern void asyncrr_bgworker_connect(const char *name);
@@ -155,6 +164,7 @@ extern void asyncrr_worker_shmem_request(void);
 extern void asyncrr_worker_shmem_startup(void);
 extern void asyncrr_note_deadline_at(TimestampTz at);
 extern bool asyncrr_abandon_call(pg_uuid_t *id);
+extern bool asyncrr_worker_last_pass(AsyncrrPass *pass);
 
 /* wait.c */
 extern void asyncrr_wait_xact_callback(XactEvent event);

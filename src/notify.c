@@ -349,6 +349,22 @@ asyncrr_notify_reply(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * The dispatcher's backlog, for asyncrr.metrics: notifications written
+ * into the ring and not yet sent (those being sent count until their
+ * transaction has committed).  False if asyncrr is not preloaded.
+ */
+bool
+asyncrr_dispatcher_backlog(uint64 *n)
+{
+	if (ring == NULL)
+		return false;
+	SpinLockAcquire(&ring->mutex);
+	*n = ring->head - ring->tail;
+	SpinLockRelease(&ring->mutex);
+	return true;
+}
+
 /* ----------------------------------------------------------------
  * The dispatcher
  * ----------------------------------------------------------------

@@ -75,6 +75,18 @@ typedef struct AsyncrrShared
 	TimestampTz next_wakeup;	/* when the worker will look again */
 	int			n_abandoned;
 	pg_uuid_t	abandoned[ABANDONED_MAX];
+
+	/*
+	 * For asyncrr.metrics (src/metrics.c), nothing else.  Kept across
+	 * restarts of the worker's process, so that a worker that is gone shows
+	 * as an ever older last pass.  next_event: what the last completed pass
+	 * found due next (DT_NOEND: nothing; DT_NOBEGIN: not known yet).  The
+	 * last completed pass: its start and end (0 before the first), and the
+	 * earliest deadline or lease end that was due when it started
+	 * (next_event if it had come, else DT_NOEND; DT_NOBEGIN: not known).
+	 */
+	TimestampTz next_event;
+	AsyncrrPass last_pass;
 } AsyncrrShared;
 
 static AsyncrrShared *shared = NULL;
@@ -105,6 +117,9 @@ asyncrr_worker_shmem_startup(void)
 		shared->worker_procno = -1;
 		shared->next_wakeup = DT_NOBEGIN;
 		shared->n_abandoned = 0;
+		shared->next_event = DT_NOBEGIN;
+		shared->last_pass.started = shared->last_pass.ended = 0;
+		shared->last_pass.due = DT_NOBEGIN;
 	}
 }
 
@@ -246,6 +261,21 @@ asyncrr_note_deadline(PG_FUNCTION_ARGS)
 {
 	asyncrr_note_deadline_at(PG_GETARG_TIMESTAMPTZ(0));
 	PG_RETURN_VOID();
+}
+
+/*
+ * The worker's last completed pass, for asyncrr.metrics: false if there was
+ * none since the server started (or asyncrr is not preloaded).
+ */
+bool
+asyncrr_worker_last_pass(AsyncrrPass *pass)
+{
+	if (shared == NULL)
+		return false;
+	SpinLockAcquire(&shared->mutex);
+	*pass = shared->last_pass;
+	SpinLockRelease(&shared->mutex);
+	return pass->ended != 0;
 }
 
 /* ----------------------------------------------------------------
@@ -398,6 +428,38 @@ run_pass(bool housekeeping)
 	return isnull ? DT_NOEND : DatumGetTimestampTz(next);
 }
 
+/*
+ * Records a pass that ran to its end, for asyncrr.metrics (nothing here
+ * reads it back but the next record_pass): when it started and ended, and
+ * how late it started for what was due.  That is the next event the
+ * previous pass found (the earliest deadline or lease end then, unrounded),
+ * if it had come by the start of this one: a deadline committed later
+ * and earlier than that woke the worker at its commit, before it was due.
+ * next is what run_pass() returned; DT_NOBEGIN (no extension) is no pass.
+ */
+static void
+record_pass(TimestampTz started, TimestampTz next)
+{
+	TimestampTz ended = GetCurrentTimestamp();
+
+	SpinLockAcquire(&shared->mutex);
+	if (next == DT_NOBEGIN)
+		shared->next_event = DT_NOBEGIN;
+	else
+	{
+		shared->last_pass.started = started;
+		shared->last_pass.ended = ended;
+		if (shared->next_event == DT_NOBEGIN)
+			shared->last_pass.due = DT_NOBEGIN;
+		else if (shared->next_event <= started)
+			shared->last_pass.due = shared->next_event;
+		else
+			shared->last_pass.due = DT_NOEND;
+		shared->next_event = next;
+	}
+	SpinLockRelease(&shared->mutex);
+}
+
 /* The wake-up time for an event: rounded up to the precision grain. */
 static TimestampTz
 round_up_to_precision(TimestampTz at)
@@ -468,6 +530,7 @@ asyncrr_worker_main(Datum main_arg)
 
 				if (housekeeping)
 					last_housekeeping = now;
+				record_pass(pass_start, next);
 				if (next == DT_NOBEGIN)
 					wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RETRY_MS);
 				else

@@ -14,6 +14,7 @@
 #   - clients      clients/python/run_tests.sh (pytest, psycopg 3) and
 #                  clients/node/run_tests.sh (node --test, pg from npm),
 #                  each on clusters of its own
+#   - metrics      test/metrics/run.sh: postgres_exporter scraping asyncrr.metrics
 #   - package      test/package/run.sh: the Debian package built, installed,
 #                  its regression suite run, removed
 # Exits non-zero if anything failed; the last line is "N passed, M failed".
@@ -117,6 +118,7 @@ counted_suite() {
 }
 counted_suite "python client" "$top/clients/python/run_tests.sh"
 counted_suite "node client" "$top/clients/node/run_tests.sh"
+counted_suite "metrics exporter" "$top/test/metrics/run.sh"
 counted_suite "debian package" "$top/test/package/run.sh"
 
 echo
