@@ -492,7 +492,10 @@ static AsyncrrPlan release_dead_holders_plan = {
  * inbox released more than grace ago, and the replies older than grace
  * (never less than a minute: a CALL takes its reply within moments) of an
  * inbox that has no row (the call inbox, a removed session inbox), found
- * by skipping through the index from one inbox name to the next.
+ * by skipping through the index from one inbox name to the next.  Only
+ * those names (they begin with "_") may lack a row: a durable inbox
+ * without one is a restore in progress (pg_restore -j writes
+ * asyncrr.request before asyncrr.inbox), and keeps its replies.
  */
 static AsyncrrPlan orphan_replies_plan = {
 	"WITH RECURSIVE names(name) AS ("
@@ -508,7 +511,7 @@ static AsyncrrPlan orphan_replies_plan = {
 	"    WHERE NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - $2"
 	"   UNION ALL"
 	"   SELECT n.name, now() - greatest($2, interval '1 minute') FROM names n"
-	"    WHERE n.name IS NOT NULL"
+	"    WHERE n.name IS NOT NULL AND pg_catalog.starts_with(n.name, '_')"
 	"      AND NOT EXISTS (SELECT 1 FROM asyncrr.inbox i WHERE i.inbox_name = n.name)),"
 	" gone AS ("
 	"   SELECT g.* FROM orphaned o"
