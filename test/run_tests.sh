@@ -11,6 +11,7 @@
 #                  installcheck-nodispatch; test/nodispatch.conf appended)
 #   - TAP          test/t/*.pl    (PostgreSQL::Test::Cluster clusters)
 #   - bench smoke  test/bench/run.sh --quick (its own cluster, ~30 s)
+#   - failover     test/failover/run.sh --failovers 1 (pg_auto_failover)
 #   - clients      clients/python/run_tests.sh (pytest, psycopg 3) and
 #                  clients/node/run_tests.sh (node --test, pg from npm),
 #                  each on clusters of its own
@@ -93,6 +94,20 @@ if bash "$top/test/bench/run.sh" --quick >"$work/bench.log" 2>&1; then
 else
 	tail -n 60 "$work/bench.log"
 	echo "bench smoke FAILED"
+	failed=$((failed + 1))
+fi
+
+# One automatic failover under load: pg_auto_failover (a monitor, a
+# primary, a synchronous secondary) promotes the secondary after the
+# primary is killed; nothing acknowledged may be lost, and the asyncrr
+# worker acts only after promotion.
+say "failover"
+if bash "$top/test/failover/run.sh" --failovers 1 >"$work/failover.log" 2>&1; then
+	tail -n 20 "$work/failover.log"
+	passed=$((passed + 1))
+else
+	tail -n 80 "$work/failover.log"
+	echo "failover FAILED"
 	failed=$((failed + 1))
 fi
 
