@@ -513,7 +513,12 @@ asyncrr_worker_main(Datum main_arg)
 		housekeeping = TimestampDifferenceExceeds(last_housekeeping, now, HOUSEKEEPING_MS);
 		old_context = MemoryContextSwitchTo(pass_context);
 
-		if (RecoveryInProgress())
+		/*
+		 * A standby, or a primary kept read-only (default_transaction_read_only,
+		 * as pg_auto_failover does for a few seconds after a promotion): no
+		 * step could write, so look again later rather than log an ERROR.
+		 */
+		if (RecoveryInProgress() || DefaultXactReadOnly)
 		{
 			CHECK_FOR_INTERRUPTS();
 			wake = TimestampTzPlusMilliseconds(now, RETRY_MS);

@@ -123,6 +123,21 @@ $locker->query_safe('COMMIT');
 $locker->quit;
 ok(AsyncrrTest::wait_for_state($node, $id, 'timed_out'), 'ended once the lock is released');
 
+# A primary kept read-only (default_transaction_read_only, as
+# pg_auto_failover does for seconds after a promotion): the worker waits
+# without an ERROR, and ends what came due once writes are allowed.
+$id = $node->safe_psql('postgres', "SELECT asyncrr.submit('q', '{}', timeout => '1 second')");
+my $log_at = -s $node->logfile;
+$node->safe_psql('postgres', 'ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf()');
+sleep 3;    # past the deadline, read-only
+is($node->safe_psql('postgres', "SELECT state FROM asyncrr.request WHERE correlation_id = '$id'"),
+	'pending', 'nothing ended while read-only');
+unlike(slurp_file($node->logfile, $log_at), qr/ERROR:.*read-only transaction/,
+	'the worker logged no read-only ERROR');
+$node->safe_psql('postgres',
+	'SET default_transaction_read_only = off; ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()');
+ok(AsyncrrTest::wait_for_state($node, $id, 'timed_out'), 'ended once writes are allowed');
+
 # The worker ends with the server: a fast shutdown is not held up by it.
 # (pg_ctl waits for every process of the server to exit, for at most its
 # timeout, 60 s, and then fails; a shutdown with nothing to wait for takes
