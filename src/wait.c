@@ -642,44 +642,62 @@ wait_for_reply(FunctionCallInfo fcinfo, pg_uuid_t *id, TimestampTz until, bool r
 			   bool call, AsyncrrReply *r, MemoryContext mcxt)
 {
 	AsyncrrTake got;
+	volatile bool cancelled = false;
 
 	register_waiter(reply_key(id), call ? "asyncrr.call" : "asyncrr.wait");
-	for (;;)
+	PG_TRY();
 	{
-		asyncrr_waiter_reset();
-		got = asyncrr_take_reply(id, r, mcxt);
-		if (release)
-			release_snapshots(fcinfo);
-		if (got == ASYNCRR_TAKE_TAKEN)
-			break;
-		if (call)
-			until = r->deadline;
-		if (GetCurrentTimestamp() >= until)
+		for (;;)
 		{
-			if (!call)
+			asyncrr_waiter_reset();
+			got = asyncrr_take_reply(id, r, mcxt);
+			if (release)
+				release_snapshots(fcinfo);
+			if (got == ASYNCRR_TAKE_TAKEN)
 				break;
-			asyncrr_time_out(id);
-			continue;
-		}
-		if (!asyncrr_waiter_sleep(until))
-		{
 			if (call)
+				until = r->deadline;
+			if (GetCurrentTimestamp() >= until)
 			{
-				HOLD_INTERRUPTS();
-				if (!asyncrr_cancel_call(id))
-					(void) asyncrr_abandon_call(id);
-				SPI_commit();
-				RESUME_INTERRUPTS();
+				if (!call)
+					break;
+				asyncrr_time_out(id);
+				continue;
 			}
-			asyncrr_waiter_stop();
-			/* in case what was pending ended nothing: the request is cancelled */
-			if (call)
-				ereport(ERROR,
-						(errcode(ERRCODE_QUERY_CANCELED),
-						 errmsg("asyncrr.call was interrupted"),
-						 errdetail("Its request was cancelled.")));
+			if (!asyncrr_waiter_sleep(until))
+			{
+				if (call)
+				{
+					HOLD_INTERRUPTS();
+					if (!asyncrr_cancel_call(id))
+						(void) asyncrr_abandon_call(id);
+					SPI_commit();
+					cancelled = true;
+					RESUME_INTERRUPTS();
+				}
+				asyncrr_waiter_stop();
+				/* in case what was pending ended nothing: the request is cancelled */
+				if (call)
+					ereport(ERROR,
+							(errcode(ERRCODE_QUERY_CANCELED),
+							 errmsg("asyncrr.call was interrupted"),
+							 errdetail("Its request was cancelled.")));
+			}
 		}
 	}
+	PG_CATCH();
+	{
+		/*
+		 * Cancelled or timed out anywhere else (while a statement waits for
+		 * a lock): the call's request, committed, would be left live.  The
+		 * transaction is failing, so the background worker cancels it (a
+		 * no-op if it has ended).  Other errors leave it to its deadline.
+		 */
+		if (call && !cancelled && geterrcode() == ERRCODE_QUERY_CANCELED)
+			(void) asyncrr_abandon_call(id);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	release_slot();
 }
 

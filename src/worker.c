@@ -171,27 +171,38 @@ asyncrr_note_deadline_at(TimestampTz at)
 		xact_earliest = at;
 }
 
-/*
- * The caller of CALL asyncrr.call is gone, but a worker's transaction held
- * its request, so it could not cancel it (request.c): the worker will, on
- * its next passes.  False if there is no room (or no worker).
- */
-bool
-asyncrr_abandon_call(pg_uuid_t *id)
+/* Adds id to the list of abandoned calls; *procno: the worker's, or -1. */
+static bool
+keep_abandoned(pg_uuid_t *id, int *procno)
 {
-	int			procno = -1;
 	bool		kept = false;
 
-	if (shared == NULL)
-		return false;
 	SpinLockAcquire(&shared->mutex);
 	if (shared->n_abandoned < ABANDONED_MAX)
 	{
 		shared->abandoned[shared->n_abandoned++] = *id;
 		kept = true;
 	}
-	procno = shared->worker_procno;
+	*procno = shared->worker_procno;
 	SpinLockRelease(&shared->mutex);
+	return kept;
+}
+
+/*
+ * The caller of CALL asyncrr.call is gone or was interrupted, and its
+ * request could not be cancelled then (a worker's transaction held it, or
+ * the call's own transaction was failing): the worker will, on its next
+ * passes.  False if there is no room (or no worker).
+ */
+bool
+asyncrr_abandon_call(pg_uuid_t *id)
+{
+	int			procno = -1;
+	bool		kept;
+
+	if (shared == NULL)
+		return false;
+	kept = keep_abandoned(id, &procno);
 	if (procno >= 0)
 		SetLatch(&GetPGProcByNumber(procno)->procLatch);
 	return kept;
@@ -249,9 +260,18 @@ cancel_abandoned_calls(void)
 
 	if (begin_step("asyncrr: cancelling the requests of abandoned calls"))
 	{
+		/*
+		 * One that a transaction still holds is kept for the next pass,
+		 * without waking this worker: going straight round would spin
+		 * for as long as the row is held.
+		 */
 		for (int i = 0; i < n; i++)
+		{
+			int			procno;
+
 			if (!asyncrr_cancel_call(&ids[i]))
-				(void) asyncrr_abandon_call(&ids[i]);
+				(void) keep_abandoned(&ids[i], &procno);
+		}
 	}
 	end_step();
 }
@@ -496,6 +516,7 @@ asyncrr_worker_main(Datum main_arg)
 		TimestampTz pass_start;
 		volatile TimestampTz wake;
 		bool		housekeeping;
+		volatile bool failed = false;
 		long		sleep_ms;
 		MemoryContext old_context;
 
@@ -554,6 +575,7 @@ asyncrr_worker_main(Datum main_arg)
 				AbortCurrentTransaction();
 				pgstat_report_activity(STATE_IDLE, NULL);
 				wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RETRY_MS);
+				failed = true;
 			}
 			PG_END_TRY();
 		}
@@ -573,9 +595,22 @@ asyncrr_worker_main(Datum main_arg)
 		publish_next_wakeup(wake);
 		if (wake <= now)
 			continue;
-		/* round up, so that we never wake just before what we wait for */
-		sleep_ms = (long) ((wake - now + 999) / 1000);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+		/*
+		 * round up, so that we never wake just before what we wait for;
+		 * after an error, back off the whole RETRY_MS whatever sets the
+		 * latch meanwhile (each commit with a deadline may)
+		 */
+		do
+		{
+			sleep_ms = (long) ((wake - now + 999) / 1000);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 sleep_ms, PG_WAIT_EXTENSION);
+			if (failed)
+			{
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
+			now = GetCurrentTimestamp();
+		} while (failed && now < wake);
 	}
 }
