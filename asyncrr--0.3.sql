@@ -159,7 +159,13 @@ CREATE INDEX request_taken_idx ON asyncrr.request (finished_at) WHERE taken_at I
 -- analyze it at a small fraction of dead or changed rows, not 20% and 10%.
 ALTER TABLE asyncrr.request SET (autovacuum_vacuum_scale_factor = 0.02,
                                  autovacuum_analyze_scale_factor = 0.05,
-                                 autovacuum_vacuum_insert_scale_factor = 0.05);
+                                 autovacuum_vacuum_insert_scale_factor = 0.05,
+                                 vacuum_truncate = off);
+-- Vacuum does not give the empty pages at the end back to the file system:
+-- that needs an ACCESS EXCLUSIVE lock, which a busy queue's next statement
+-- takes from it at once (the 30-minute soak saw autovacuum spend ~5 s a
+-- minute failing to truncate), and the pages are refilled within seconds.
+-- (asyncrr.dead_letter: the same, below.)
 COMMENT ON TABLE asyncrr.request IS 'asyncrr requests, live and ended, with their replies';
 
 CREATE TABLE asyncrr.dead_letter (
@@ -182,6 +188,7 @@ CREATE TABLE asyncrr.dead_letter (
 );
 CREATE INDEX dead_letter_queue_idx ON asyncrr.dead_letter (queue_name, reason);
 CREATE INDEX dead_letter_time_idx ON asyncrr.dead_letter (dead_lettered_at);
+ALTER TABLE asyncrr.dead_letter SET (vacuum_truncate = off);
 COMMENT ON TABLE asyncrr.dead_letter IS 'asyncrr dead letters: requests that could not end normally, kept for inspection and redrive';
 
 REVOKE ALL ON asyncrr.queue, asyncrr.queue_grant, asyncrr.inbox, asyncrr.request, asyncrr.dead_letter
@@ -671,6 +678,17 @@ CREATE FUNCTION asyncrr.complete_many(correlation_ids uuid[], replies jsonb[], a
 COMMENT ON FUNCTION asyncrr.complete_many(uuid[], jsonb[], integer[]) IS
     'complete() for many claimed requests in one call, replies and attempts paired with the ids; returns each id with what complete() would return for it';
 
+CREATE FUNCTION asyncrr.complete_and_claim(queue_name text, correlation_ids uuid[], replies jsonb[],
+                                           attempts integer[] DEFAULT NULL,
+                                           max_requests integer DEFAULT 1,
+                                           lease interval DEFAULT NULL, worker text DEFAULT NULL)
+    RETURNS TABLE(correlation_id uuid, payload jsonb, headers jsonb, attempt integer,
+                  deadline timestamptz, lease_until timestamptz)
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_complete_and_claim';
+COMMENT ON FUNCTION asyncrr.complete_and_claim(text, uuid[], jsonb[], integer[], integer, interval, text) IS
+    'complete_many() then claim() without waiting, in one statement: a busy worker''s one round trip per batch; never sleeps, and does not return the completions'' outcomes';
+
 CREATE FUNCTION asyncrr.fail(correlation_id uuid, error text, attempt integer, retry boolean DEFAULT false)
     RETURNS text
     LANGUAGE c SET search_path = pg_catalog, pg_temp
@@ -1030,6 +1048,7 @@ GRANT EXECUTE ON FUNCTION
     asyncrr.claim(text, integer, interval, text, interval),
     asyncrr.complete(uuid, jsonb), asyncrr.complete(uuid, jsonb, integer),
     asyncrr.complete_many(uuid[], jsonb[], integer[]),
+    asyncrr.complete_and_claim(text, uuid[], jsonb[], integer[], integer, interval, text),
     asyncrr.fail(uuid, text, boolean), asyncrr.fail(uuid, text, integer, boolean),
     asyncrr.extend_lease(uuid, interval), asyncrr.extend_lease(uuid, interval, integer)
 TO asyncrr_worker, asyncrr_admin;

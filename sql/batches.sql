@@ -133,6 +133,49 @@ SELECT * FROM asyncrr.complete_many(ARRAY['ba200000-0000-0000-0000-000000000001'
                                           'ba200000-0000-0000-0000-000000000003']::uuid[],
                                     ARRAY['{"by": "worker"}', '{}']::jsonb[]);
 SELECT * FROM asyncrr.complete_many(ARRAY['ba200000-0000-0000-0000-000000000001']::uuid[], ARRAY['{"by": "worker"}']::jsonb[]);
+-- complete_and_claim: the completions, then a claim, in one statement;
+-- the claim sees the queue as the completions leave it
+\c - :super
+\set VERBOSITY terse
+SELECT asyncrr.create_queue('bt_cc', default_timeout => '1 hour');
+SELECT asyncrr.grant_queue('bt_cc', 'regress_bt_worker', 'claim');
+SELECT count(*) AS submitted FROM asyncrr.submit_many('bt_cc',
+         ARRAY['{"c": 1}', '{"c": 2}', '{"c": 3}', '{"c": 4}']::jsonb[],
+         correlation_ids => ARRAY['bacc0000-0000-0000-0000-000000000001', 'bacc0000-0000-0000-0000-000000000002',
+                                  'bacc0000-0000-0000-0000-000000000003', 'bacc0000-0000-0000-0000-000000000004']::uuid[]);
+\c - regress_bt_worker
+\set VERBOSITY terse
+-- nothing to complete: a plain claim (no wait), with the claim's defaults
+SELECT correlation_id, payload, attempt, lease_until > now() AS leased
+  FROM asyncrr.complete_and_claim('bt_cc', '{}', '{}', max_requests => 2);
+-- complete those two, claim the next two; the claim is labelled as given
+SELECT correlation_id, payload, attempt
+  FROM asyncrr.complete_and_claim('bt_cc',
+         ARRAY['bacc0000-0000-0000-0000-000000000001', 'bacc0000-0000-0000-0000-000000000002']::uuid[],
+         ARRAY['{"r": 1}', '{"r": 2}']::jsonb[], ARRAY[1, 1], max_requests => 5, worker => 'cc-worker');
+-- a stale attempt is late and writes nothing; the queue is empty now
+SELECT count(*) AS claimed
+  FROM asyncrr.complete_and_claim('bt_cc', ARRAY['bacc0000-0000-0000-0000-000000000003']::uuid[],
+                                  ARRAY['{"stale": true}']::jsonb[], ARRAY[7]);
+-- refused whole, nothing written: an unknown queue after valid completions,
+-- a bad max_requests, arrays of different lengths, a NULL queue
+SELECT count(*) FROM asyncrr.complete_and_claim('no_such_queue',
+         ARRAY['bacc0000-0000-0000-0000-000000000003']::uuid[], ARRAY['{"r": 3}']::jsonb[]);
+SELECT count(*) FROM asyncrr.complete_and_claim('bt_cc',
+         ARRAY['bacc0000-0000-0000-0000-000000000003']::uuid[], ARRAY['{"r": 3}']::jsonb[], max_requests => 0);
+SELECT count(*) FROM asyncrr.complete_and_claim('bt_cc',
+         ARRAY['bacc0000-0000-0000-0000-000000000003']::uuid[], ARRAY['{"r": 3}', '{}']::jsonb[]);
+SELECT count(*) FROM asyncrr.complete_and_claim(NULL,
+         ARRAY['bacc0000-0000-0000-0000-000000000003']::uuid[], ARRAY['{"r": 3}']::jsonb[]);
+\c - :super
+SELECT correlation_id, state, reply, worker FROM asyncrr.request
+ WHERE queue_name = 'bt_cc' ORDER BY correlation_id;
+-- a requester may not call it
+SET ROLE regress_bt_requester;
+SELECT count(*) FROM asyncrr.complete_and_claim('bt_cc', '{}', '{}');
+RESET ROLE;
+SELECT asyncrr.drop_queue('bt_cc', force => true);
+
 \c - :super
 SELECT asyncrr.drop_queue('bt_main', force => true);
 SELECT asyncrr.drop_queue('bt_small', force => true);

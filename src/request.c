@@ -55,6 +55,7 @@ PG_FUNCTION_INFO_V1(asyncrr_submit_many);
 PG_FUNCTION_INFO_V1(asyncrr_claim);
 PG_FUNCTION_INFO_V1(asyncrr_complete);
 PG_FUNCTION_INFO_V1(asyncrr_complete_many);
+PG_FUNCTION_INFO_V1(asyncrr_complete_and_claim);
 PG_FUNCTION_INFO_V1(asyncrr_take_replies);
 PG_FUNCTION_INFO_V1(asyncrr_end_request_sql);
 PG_FUNCTION_INFO_V1(asyncrr_request_for_update_sql);
@@ -1403,23 +1404,17 @@ asyncrr_take_replies(PG_FUNCTION_ARGS)
  */
 
 /*
- * asyncrr.claim(queue_name text, max_requests integer, lease interval,
- *               worker text, wait interval)
- *     RETURNS TABLE(correlation_id uuid, payload jsonb, headers jsonb,
- *                   attempt integer, deadline timestamptz, lease_until timestamptz)
- *
- * With wait, sleeps (wait.c) until a commit makes work in the queue or the
- * wait ends.  The queue is not locked: a claim may sleep, and must not hold
- * up drop_queue.
+ * Claims up to max_requests requests of queue under a lease (NULL: the
+ * queue's) for worker (NULL: application_name, else the pid); with wait
+ * (NULL: none), sleeps (wait.c) until a commit makes work in the queue or
+ * the wait ends.  The queue is not locked: a claim may sleep, and must not
+ * hold up drop_queue.  The caller is connected to SPI.
  */
-Datum
-asyncrr_claim(PG_FUNCTION_ARGS)
+static AsyncrrRows *
+claim_requests(text *queue, bool max_requests_null, int32 max_requests,
+			   Interval *lease, text *worker, Interval *wait)
 {
-	text	   *queue = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
-	int32		max_requests = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1);
-	Interval   *lease;
 	char	   *label;
-	Interval   *wait = PG_ARGISNULL(4) ? NULL : PG_GETARG_INTERVAL_P(4);
 	Interval	zero = {0};
 	bool		waiting = false;
 	bool		woken = false;
@@ -1431,14 +1426,13 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 	AsyncrrRows *claimed;
 	bool		unwritten = asyncrr_xact_unwritten();
 
-	InitMaterializedSRF(fcinfo, 0);
-	SPI_connect();
 	lookup_queue(queue, "claim", false, &q);
 
-	lease = PG_ARGISNULL(2) ? &q.lease : PG_GETARG_INTERVAL_P(2);
-	if (!PG_ARGISNULL(3))
+	if (lease == NULL)
+		lease = &q.lease;
+	if (worker != NULL)
 	{
-		label = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		label = text_to_cstring(worker);
 		if (strlen(label) > ASYNCRR_WORKER_NAME_MAX)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -1454,7 +1448,7 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 			psprintf("pid %d", MyProcPid);
 	}
 
-	asyncrr_check_not_null("max_requests", PG_ARGISNULL(1));
+	asyncrr_check_not_null("max_requests", max_requests_null);
 	if (max_requests < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1531,12 +1525,33 @@ asyncrr_claim(PG_FUNCTION_ARGS)
 	if (waiting)
 		asyncrr_waiter_release();
 
-	return_rows(fcinfo, claimed);
 	if (claimed->n > 0)
 	{
 		asyncrr_note_deadline_at(lease_until);
 		asyncrr_allow_lazy_commit(unwritten);
 	}
+	return claimed;
+}
+
+/*
+ * asyncrr.claim(queue_name text, max_requests integer, lease interval,
+ *               worker text, wait interval)
+ *     RETURNS TABLE(correlation_id uuid, payload jsonb, headers jsonb,
+ *                   attempt integer, deadline timestamptz, lease_until timestamptz)
+ */
+Datum
+asyncrr_claim(PG_FUNCTION_ARGS)
+{
+	AsyncrrRows *claimed;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	claimed = claim_requests(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+							 PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1),
+							 PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2),
+							 PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3),
+							 PG_ARGISNULL(4) ? NULL : PG_GETARG_INTERVAL_P(4));
+	return_rows(fcinfo, claimed);
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -1627,6 +1642,61 @@ asyncrr_complete(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(outcome));
 }
 
+/* A batch of completions as complete_many() and complete_and_claim() take it. */
+typedef struct Completions
+{
+	int			n;
+	pg_uuid_t  *ids;
+	Datum	   *replies;
+	bool	   *reply_nulls;
+	bool	   *attempt_given;
+	int32	   *attempts;
+	const char **outcomes;
+} Completions;
+
+/*
+ * Reads the arrays correlation_ids, replies and attempts (may be NULL) from
+ * arguments arg, arg + 1 and arg + 2.
+ */
+static void
+completions_arg(FunctionCallInfo fcinfo, int arg, Completions *c)
+{
+	Datum	   *id_elems;
+	bool	   *id_nulls;
+	int			n;
+	int			m;
+
+	n = array_arg(fcinfo, arg, "correlation_ids", UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+				  &id_elems, &id_nulls);
+	m = array_arg(fcinfo, arg + 1, "replies", JSONBOID, -1, false, TYPALIGN_INT,
+				  &c->replies, &c->reply_nulls);
+	check_same_length("correlation_ids", n, "replies", m);
+	c->n = n;
+	c->ids = palloc(Max(n, 1) * sizeof(pg_uuid_t));
+	c->attempt_given = palloc0(Max(n, 1) * sizeof(bool));
+	c->attempts = palloc0(Max(n, 1) * sizeof(int32));
+	c->outcomes = palloc(Max(n, 1) * sizeof(char *));
+	for (int i = 0; i < n; i++)
+	{
+		asyncrr_check_not_null("correlation id", id_nulls[i]);
+		c->ids[i] = *DatumGetUUIDP(id_elems[i]);
+	}
+	if (!PG_ARGISNULL(arg + 2))
+	{
+		Datum	   *given;
+		bool	   *given_nulls;
+		int			k = array_arg(fcinfo, arg + 2, "attempts", INT4OID, 4, true, TYPALIGN_INT,
+								  &given, &given_nulls);
+
+		check_same_length("correlation_ids", n, "attempts", k);
+		for (int i = 0; i < n; i++)
+		{
+			c->attempt_given[i] = !given_nulls[i];
+			c->attempts[i] = given_nulls[i] ? 0 : DatumGetInt32(given[i]);
+		}
+	}
+}
+
 /*
  * asyncrr.complete_many(correlation_ids uuid[], replies jsonb[], attempts integer[])
  *     RETURNS TABLE(correlation_id uuid, outcome text)
@@ -1637,60 +1707,60 @@ Datum
 asyncrr_complete_many(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum	   *id_elems;
-	bool	   *id_nulls;
-	Datum	   *replies;
-	bool	   *reply_nulls;
-	int			n;
-	int			m;
-	pg_uuid_t  *ids;
-	bool	   *attempt_given;
-	int32	   *attempts;
-	const char **outcomes;
+	Completions c;
 
 	InitMaterializedSRF(fcinfo, 0);
 	asyncrr_require("worker", "complete_many");
-	n = array_arg(fcinfo, 0, "correlation_ids", UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
-				  &id_elems, &id_nulls);
-	m = array_arg(fcinfo, 1, "replies", JSONBOID, -1, false, TYPALIGN_INT,
-				  &replies, &reply_nulls);
-	check_same_length("correlation_ids", n, "replies", m);
-	ids = palloc(Max(n, 1) * sizeof(pg_uuid_t));
-	attempt_given = palloc0(Max(n, 1) * sizeof(bool));
-	attempts = palloc0(Max(n, 1) * sizeof(int32));
-	outcomes = palloc(Max(n, 1) * sizeof(char *));
-	for (int i = 0; i < n; i++)
-	{
-		asyncrr_check_not_null("correlation id", id_nulls[i]);
-		ids[i] = *DatumGetUUIDP(id_elems[i]);
-	}
-	if (!PG_ARGISNULL(2))
-	{
-		Datum	   *given;
-		bool	   *given_nulls;
-		int			k = array_arg(fcinfo, 2, "attempts", INT4OID, 4, true, TYPALIGN_INT,
-								  &given, &given_nulls);
-
-		check_same_length("correlation_ids", n, "attempts", k);
-		for (int i = 0; i < n; i++)
-		{
-			attempt_given[i] = !given_nulls[i];
-			attempts[i] = given_nulls[i] ? 0 : DatumGetInt32(given[i]);
-		}
-	}
-	if (n == 0)
+	completions_arg(fcinfo, 0, &c);
+	if (c.n == 0)
 		return (Datum) 0;
 
 	SPI_connect();
-	complete_requests(n, ids, replies, reply_nulls, attempt_given, attempts, outcomes);
+	complete_requests(c.n, c.ids, c.replies, c.reply_nulls, c.attempt_given, c.attempts,
+					  c.outcomes);
 	SPI_finish();
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < c.n; i++)
 	{
-		Datum		values[2] = {UUIDPGetDatum(&ids[i]), CStringGetTextDatum(outcomes[i])};
+		Datum		values[2] = {UUIDPGetDatum(&c.ids[i]), CStringGetTextDatum(c.outcomes[i])};
 		bool		nulls[2] = {false, false};
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	return (Datum) 0;
+}
+
+/*
+ * asyncrr.complete_and_claim(queue_name text, correlation_ids uuid[],
+ *                            replies jsonb[], attempts integer[],
+ *                            max_requests integer, lease interval, worker text)
+ *     RETURNS TABLE(correlation_id uuid, payload jsonb, headers jsonb,
+ *                   attempt integer, deadline timestamptz, lease_until timestamptz)
+ *
+ * complete_many() then claim() without wait, in one statement: a busy
+ * worker's one round trip (and one commit) per batch.  It never sleeps:
+ * the replies must not wait, uncommitted, for work to arrive.  The outcomes
+ * of the completions are not returned (complete_many() returns them).
+ */
+Datum
+asyncrr_complete_and_claim(PG_FUNCTION_ARGS)
+{
+	Completions c;
+	AsyncrrRows *claimed;
+
+	InitMaterializedSRF(fcinfo, 0);
+	asyncrr_require("worker", "complete_and_claim");
+	completions_arg(fcinfo, 1, &c);
+	SPI_connect();
+	if (c.n > 0)
+		complete_requests(c.n, c.ids, c.replies, c.reply_nulls, c.attempt_given, c.attempts,
+						  c.outcomes);
+	claimed = claim_requests(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+							 PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4),
+							 PG_ARGISNULL(5) ? NULL : PG_GETARG_INTERVAL_P(5),
+							 PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6),
+							 NULL);
+	return_rows(fcinfo, claimed);
+	SPI_finish();
 	return (Datum) 0;
 }
 

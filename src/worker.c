@@ -382,8 +382,34 @@ run_in_xact(const char *activity, const char *sql, int nargs, Oid *argtypes,
 }
 
 /*
+ * Logs the error being handled and rolls back its transaction, so that the
+ * worker can go on: the state after begin_step() failed or a statement
+ * raised an ERROR.
+ */
+static void
+recover_from_error(void)
+{
+	MemoryContextSwitchTo(step_context);
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(step_context);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Set when a step of the current pass failed: the pass goes on with its
+ * other steps, and the next one starts after the error backoff.
+ */
+static bool step_failed = false;
+
+/*
  * Runs one maintenance step in batches until a batch comes back short.
- * Returns false if the extension is missing.
+ * Returns false if the extension is missing.  An ERROR in the step is
+ * logged and ends that step only, so a step that keeps failing (one row it
+ * cannot move, say) does not stop the others: requests still time out,
+ * leases still run out, retention still removes.  Query cancel and
+ * termination are not ERRORs here: they end the pass or the worker.
  */
 static bool
 run_step(const char *activity, const char *sql, int nargs, Datum extra)
@@ -392,17 +418,40 @@ run_step(const char *activity, const char *sql, int nargs, Datum extra)
 	Datum		args[2];
 	Datum		done;
 	bool		isnull;
+	volatile bool installed = true;
 
-	for (;;)
+	step_context = CurrentMemoryContext;
+	PG_TRY();
 	{
-		CHECK_FOR_INTERRUPTS();
-		args[0] = Int32GetDatum(asyncrr_batch_size);
-		args[1] = extra;
-		if (!run_in_xact(activity, sql, nargs, argtypes, args, &done, &isnull))
-			return false;
-		if (isnull || DatumGetInt32(done) < asyncrr_batch_size)
-			return true;
+		for (;;)
+		{
+			CHECK_FOR_INTERRUPTS();
+			args[0] = Int32GetDatum(asyncrr_batch_size);
+			args[1] = extra;
+			if (!run_in_xact(activity, sql, nargs, argtypes, args, &done, &isnull))
+			{
+				installed = false;
+				break;
+			}
+			if (isnull || DatumGetInt32(done) < asyncrr_batch_size)
+				break;
+		}
 	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		MemoryContext ecxt = MemoryContextSwitchTo(step_context);
+
+		edata = CopyErrorData();
+		MemoryContextSwitchTo(ecxt);
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			PG_RE_THROW();
+		recover_from_error();
+		step_failed = true;
+	}
+	PG_END_TRY();
+	return installed;
 }
 
 static Datum
@@ -569,15 +618,18 @@ asyncrr_worker_main(Datum main_arg)
 			PG_CATCH();
 			{
 				/* log it, roll back, and try again on the next pass */
-				MemoryContextSwitchTo(pass_context);
-				EmitErrorReport();
-				FlushErrorState();
-				AbortCurrentTransaction();
-				pgstat_report_activity(STATE_IDLE, NULL);
-				wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RETRY_MS);
+				step_context = pass_context;
+				recover_from_error();
 				failed = true;
 			}
 			PG_END_TRY();
+			if (step_failed)
+			{
+				step_failed = false;
+				failed = true;
+			}
+			if (failed)
+				wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RETRY_MS);
 		}
 
 		MemoryContextSwitchTo(old_context);

@@ -12,6 +12,7 @@
 #   - TAP          test/t/*.pl    (PostgreSQL::Test::Cluster clusters)
 #   - bench smoke  test/bench/run.sh --quick (its own cluster, ~30 s)
 #   - failover     test/failover/run.sh --failovers 1 (pg_auto_failover)
+#   - soak         test/soak/run.sh --minutes 2 (sizes must level off)
 #   - clients      clients/python/run_tests.sh (pytest, psycopg 3) and
 #                  clients/node/run_tests.sh (node --test, pg from npm),
 #                  each on clusters of its own
@@ -87,32 +88,35 @@ if ls "$work"/tree/test/t/*.pl >/dev/null 2>&1; then
 	suite tap   make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= ISOLATION= PROVE_FLAGS="-I test/perl"
 fi
 
+# Scripts that pass or fail as a whole (exit 0 or not), on throwaway
+# clusters of their own; each counts as one test.
+whole_suite() {
+	local name=$1; shift
+	say "$name"
+	if "$@" >"$work/$name.log" 2>&1; then
+		tail -n 25 "$work/$name.log"
+		passed=$((passed + 1))
+	else
+		tail -n 80 "$work/$name.log"
+		echo "$name FAILED"
+		failed=$((failed + 1))
+	fi
+}
+
 # The benchmark, as a smoke test: a few seconds of each measurement, both
-# modes, on its own throwaway cluster; it passes if every measurement ran
-# and the server logged no error (figures are not judged: doc/performance.md).
-say "bench smoke"
-if bash "$top/test/bench/run.sh" --quick >"$work/bench.log" 2>&1; then
-	tail -n 25 "$work/bench.log"
-	passed=$((passed + 1))
-else
-	tail -n 60 "$work/bench.log"
-	echo "bench smoke FAILED"
-	failed=$((failed + 1))
-fi
+# modes; it passes if every measurement ran and the server logged no error
+# (figures are not judged: doc/performance.md).
+whole_suite "bench smoke" bash "$top/test/bench/run.sh" --quick
 
 # One automatic failover under load: pg_auto_failover (a monitor, a
 # primary, a synchronous secondary) promotes the secondary after the
 # primary is killed; nothing acknowledged may be lost, and the asyncrr
 # worker acts only after promotion.
-say "failover"
-if bash "$top/test/failover/run.sh" --failovers 1 >"$work/failover.log" 2>&1; then
-	tail -n 20 "$work/failover.log"
-	passed=$((passed + 1))
-else
-	tail -n 80 "$work/failover.log"
-	echo "failover FAILED"
-	failed=$((failed + 1))
-fi
+whole_suite "failover" bash "$top/test/failover/run.sh" --failovers 1
+
+# The soak, 2 minutes: a steady mixed load; fails if any asyncrr table or
+# index keeps growing, the rate does not hold, or a request is lost.
+whole_suite "soak" bash "$top/test/soak/run.sh" --minutes 2
 
 # Scripts that end with their own "N passed, M failed", counted here test
 # by test: the client libraries, each against throwaway clusters of its
