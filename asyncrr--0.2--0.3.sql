@@ -713,12 +713,12 @@ CREATE FUNCTION asyncrr.complete_and_claim(queue_name text, correlation_ids uuid
                                            attempts integer[] DEFAULT NULL,
                                            max_requests integer DEFAULT 1,
                                            lease interval DEFAULT NULL, worker text DEFAULT NULL)
-    RETURNS TABLE(correlation_id uuid, payload jsonb, headers jsonb, attempt integer,
-                  deadline timestamptz, lease_until timestamptz)
+    RETURNS TABLE(correlation_id uuid, outcome text, payload jsonb, headers jsonb,
+                  attempt integer, deadline timestamptz, lease_until timestamptz)
     LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_complete_and_claim';
 COMMENT ON FUNCTION asyncrr.complete_and_claim(text, uuid[], jsonb[], integer[], integer, interval, text) IS
-    'complete_many() then claim() without waiting, in one statement: a busy worker''s one round trip per batch; never sleeps, and does not return the completions'' outcomes';
+    'complete_many() then claim() without waiting, in one statement and one commit: a busy worker''s one round trip per batch; returns each completion''s outcome, then the claimed requests (outcome claimed); never sleeps';
 
 ------------------------------------------------------------------------------
 -- Privileges (doc/security.md): the internal functions are the owner's

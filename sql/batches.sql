@@ -146,15 +146,16 @@ SELECT count(*) AS submitted FROM asyncrr.submit_many('bt_cc',
 \c - regress_bt_worker
 \set VERBOSITY terse
 -- nothing to complete: a plain claim (no wait), with the claim's defaults
-SELECT correlation_id, payload, attempt, lease_until > now() AS leased
+SELECT correlation_id, outcome, payload, attempt, lease_until > now() AS leased
   FROM asyncrr.complete_and_claim('bt_cc', '{}', '{}', max_requests => 2);
--- complete those two, claim the next two; the claim is labelled as given
-SELECT correlation_id, payload, attempt
+-- complete those two (their outcomes first, in the order given), claim the
+-- next two, for the worker named
+SELECT correlation_id, outcome, payload, attempt
   FROM asyncrr.complete_and_claim('bt_cc',
          ARRAY['bacc0000-0000-0000-0000-000000000001', 'bacc0000-0000-0000-0000-000000000002']::uuid[],
          ARRAY['{"r": 1}', '{"r": 2}']::jsonb[], ARRAY[1, 1], max_requests => 5, worker => 'cc-worker');
 -- a stale attempt is late and writes nothing; the queue is empty now
-SELECT count(*) AS claimed
+SELECT correlation_id, outcome, payload IS NULL AS no_payload
   FROM asyncrr.complete_and_claim('bt_cc', ARRAY['bacc0000-0000-0000-0000-000000000003']::uuid[],
                                   ARRAY['{"stale": true}']::jsonb[], ARRAY[7]);
 -- refused whole, nothing written: an unknown queue after valid completions,

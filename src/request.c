@@ -1733,19 +1733,24 @@ asyncrr_complete_many(PG_FUNCTION_ARGS)
  * asyncrr.complete_and_claim(queue_name text, correlation_ids uuid[],
  *                            replies jsonb[], attempts integer[],
  *                            max_requests integer, lease interval, worker text)
- *     RETURNS TABLE(correlation_id uuid, payload jsonb, headers jsonb,
- *                   attempt integer, deadline timestamptz, lease_until timestamptz)
+ *     RETURNS TABLE(correlation_id uuid, outcome text, payload jsonb,
+ *                   headers jsonb, attempt integer, deadline timestamptz,
+ *                   lease_until timestamptz)
  *
  * complete_many() then claim() without wait, in one statement: a busy
- * worker's one round trip (and one commit) per batch.  It never sleeps:
- * the replies must not wait, uncommitted, for work to arrive.  The outcomes
- * of the completions are not returned (complete_many() returns them).
+ * worker's one round trip (and one commit) per batch.  Returns each
+ * completion's id and outcome, in the order given, then each claimed
+ * request with outcome 'claimed'.  It never sleeps: the replies must not
+ * wait, uncommitted, for work to arrive.
  */
 Datum
 asyncrr_complete_and_claim(PG_FUNCTION_ARGS)
 {
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Completions c;
 	AsyncrrRows *claimed;
+	Datum		values[7];
+	bool		nulls[7];
 
 	InitMaterializedSRF(fcinfo, 0);
 	asyncrr_require("worker", "complete_and_claim");
@@ -1759,7 +1764,26 @@ asyncrr_complete_and_claim(PG_FUNCTION_ARGS)
 							 PG_ARGISNULL(5) ? NULL : PG_GETARG_INTERVAL_P(5),
 							 PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6),
 							 NULL);
-	return_rows(fcinfo, claimed);
+
+	for (int i = 0; i < c.n; i++)
+	{
+		memset(nulls, true, sizeof(nulls));
+		values[0] = UUIDPGetDatum(&c.ids[i]);
+		values[1] = CStringGetTextDatum(c.outcomes[i]);
+		nulls[0] = nulls[1] = false;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	/* claimed rows: the columns of claim(), after the outcome */
+	for (uint64 i = 0; i < claimed->n; i++)
+	{
+		heap_deform_tuple(claimed->table->vals[i], claimed->table->tupdesc,
+						  values + 1, nulls + 1);
+		values[0] = values[1];
+		nulls[0] = nulls[1];
+		values[1] = CStringGetTextDatum("claimed");
+		nulls[1] = false;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	SPI_finish();
 	return (Datum) 0;
 }

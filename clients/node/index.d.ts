@@ -174,8 +174,11 @@ export interface WorkerStats {
   failed: number;
   retried: number;
   deadLettered: number;
+  /** Statements that recorded replies (complete_many or complete_and_claim). */
   completeCalls: number;
   maxCompleteBatch: number;
+  /** Requests claimed by the statement that recorded replies (complete_and_claim). */
+  claimedWithReplies: number;
   leaseExtensions: number;
   leasesLost: number;
   abandoned: number;

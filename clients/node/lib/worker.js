@@ -53,7 +53,10 @@ function errorText(err, max) {
  * back VACUUM). Each claimed request runs `handler(payload, headers, ctx)`
  * with at most `concurrency` in flight. What a handler returns is the
  * reply: replies are recorded with `asyncrr.complete_many()`, as many per
- * statement as have finished meanwhile (up to `batch`). A handler that
+ * statement as have finished meanwhile (up to `batch`); while slots are
+ * free, `asyncrr.complete_and_claim()` records them and claims the next
+ * requests in the same statement, so a busy worker makes one round trip
+ * and one commit per batch. A handler that
  * throws (or rejects) fails its request with `asyncrr.fail(id, message,
  * attempt, retry => true)`: it goes back to the queue, or, on its last
  * attempt, to the dead letters. While a handler runs longer than half its
@@ -117,6 +120,7 @@ class Worker {
     this._running = null; // the promise of run()
     this._done = null; // resolves when run() has finished, however
     this._jobs = new Set(); // running handlers (a request may be claimed again while a stale attempt runs)
+    this._reserved = 0; // slots held for claims in flight
     this._completions = []; // finished handlers whose replies await complete_many
     this._flushing = null;
     this._ops = new Set(); // fail / extend_lease statements in flight
@@ -130,7 +134,7 @@ class Worker {
     /** Counters, for monitoring and tests. */
     this.stats = {
       claimed: 0, completed: 0, duplicate: 0, late: 0, failed: 0, retried: 0, deadLettered: 0,
-      completeCalls: 0, maxCompleteBatch: 0, leaseExtensions: 0, leasesLost: 0, abandoned: 0, waits: 0,
+      completeCalls: 0, maxCompleteBatch: 0, claimedWithReplies: 0, leaseExtensions: 0, leasesLost: 0, abandoned: 0, waits: 0,
     };
   }
 
@@ -216,20 +220,21 @@ class Worker {
     let backoff = 0; // after a connection error
     let emptyAfterReady = 0; // wait_for_work said ready, claim found nothing
     while (!this._stopping) {
-      const free = this._concurrency - this._jobs.size;
-      if (free <= 0) {
+      if (this._free() <= 0) {
         await this._slotFreed();
         continue;
       }
       try {
         const client = await this._waiterClient();
         if (this._stopping) break;
-        const rows = await this._claim(client, Math.min(this._batch, free));
+        const flushClaims = this.stats.claimedWithReplies;
+        const rows = await this._claim(client, Math.min(this._batch, this._free()));
         backoff = 0;
         for (const row of rows) this._start(row);
-        if (rows.length > 0) {
+        if (rows.length > 0 || this.stats.claimedWithReplies !== flushClaims) {
+          // the work that woke us may have gone with a batch of replies
           emptyAfterReady = 0;
-          continue;
+          if (rows.length > 0) continue;
         }
         if (emptyAfterReady > 0) {
           // Claimable by wait_for_work's look but not by claim's (rows
@@ -275,14 +280,24 @@ class Worker {
     }
   }
 
+  /** Handler slots neither running nor held for a claim in flight. */
+  _free() {
+    return this._concurrency - this._jobs.size - this._reserved;
+  }
+
   async _claim(client, n) {
-    const res = await query(client,
-      `SELECT correlation_id, payload, headers, attempt, deadline, lease_until,
-              (extract(epoch FROM lease_until - now()) * 1000)::float8 AS lease_ms
-         FROM asyncrr.claim($1, $2, $3::interval, $4)`,
-      [this.queue, n, this._lease, this._name]);
-    this.stats.claimed += res.rows.length;
-    return res.rows;
+    this._reserved += n;
+    try {
+      const res = await query(client,
+        `SELECT correlation_id, payload, headers, attempt, deadline, lease_until,
+                (extract(epoch FROM lease_until - now()) * 1000)::float8 AS lease_ms
+           FROM asyncrr.claim($1, $2, $3::interval, $4)`,
+        [this.queue, n, this._lease, this._name]);
+      this.stats.claimed += res.rows.length;
+      return res.rows;
+    } finally {
+      this._reserved -= n;
+    }
   }
 
   async _waitForWork(client) {
@@ -488,24 +503,53 @@ class Worker {
     else if (outcome === 'late') this.stats.late++;
   }
 
-  async _completeBatch(items) {
+  /**
+   * Records a batch of replies. While the worker has free slots, the same
+   * statement claims the next requests (complete_and_claim: one round trip
+   * and one commit per batch for a busy worker); otherwise complete_many.
+   * With `claim` false (after complete_and_claim was refused) replies only.
+   */
+  async _completeBatch(items, claim = true) {
     const ids = items.map((i) => i.job.id);
     const replies = items.map((i) => i.reply);
     const attempts = items.map((i) => i.job.attempt);
     for (let tries = 1; ; tries++) {
+      const n = claim && !this._stopping ? Math.min(this._batch, this._free()) : 0;
+      this._reserved += n;
       try {
-        const res = await query(this._pool,
-          'SELECT correlation_id, outcome FROM asyncrr.complete_many($1::uuid[], $2::jsonb[], $3::integer[])',
-          [ids, replies, attempts]);
+        const res = n > 0
+          ? await query(this._pool,
+            `SELECT correlation_id, outcome, payload, headers, attempt, deadline, lease_until,
+                    (extract(epoch FROM lease_until - now()) * 1000)::float8 AS lease_ms
+               FROM asyncrr.complete_and_claim($1, $2::uuid[], $3::jsonb[], $4::integer[], $5,
+                                               $6::interval, $7)`,
+            [this.queue, ids, replies, attempts, n, this._lease, this._name])
+          : await query(this._pool,
+            'SELECT correlation_id, outcome FROM asyncrr.complete_many($1::uuid[], $2::jsonb[], $3::integer[])',
+            [ids, replies, attempts]);
         this.stats.completeCalls++;
         this.stats.maxCompleteBatch = Math.max(this.stats.maxCompleteBatch, items.length);
+        this._reserved -= n;
+        const claimed = res.rows.filter((row) => row.outcome === 'claimed');
         for (const row of res.rows) this._count(row.outcome);
+        if (claimed.length > 0) {
+          this.stats.claimed += claimed.length;
+          this.stats.claimedWithReplies += claimed.length;
+          for (const row of claimed) this._start(row);
+        }
         return;
       } catch (err) {
+        this._reserved -= n;
         if (isConnectionError(err) && tries < 5) {
           this._report(err, 'complete_many (retrying)');
           await sleep(200 * tries);
           continue;
+        }
+        if (n > 0 && !isConnectionError(err)) {
+          // refused: by the claim (queue dropped, claim revoked) or by a
+          // reply; record the replies alone
+          await this._completeBatch(items, false);
+          return;
         }
         if (items.length === 1 || isConnectionError(err)) {
           this._report(err, `complete(${ids.join(', ')})`);
@@ -513,7 +557,7 @@ class Worker {
         }
         // The batch was refused whole (one request is unknown, or not ours
         // any more): record the others one by one.
-        for (const item of items) await this._completeBatch([item]);
+        for (const item of items) await this._completeBatch([item], false);
         return;
       }
     }

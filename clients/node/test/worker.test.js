@@ -108,6 +108,8 @@ describe('worker', () => {
       assert.ok(w.stats.completeCalls < 20, `complete_many took several replies at once (${w.stats.completeCalls} calls)`);
       assert.ok(w.stats.maxCompleteBatch > 1);
       assert.ok(w.stats.maxCompleteBatch <= 10, 'no more than batch per complete_many');
+      assert.ok(w.stats.claimedWithReplies > 0,
+        `the statement recording replies claimed the next ones (${w.stats.claimedWithReplies} of 20)`);
       await inbox.close();
     } finally {
       await c.end();

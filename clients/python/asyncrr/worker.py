@@ -4,7 +4,9 @@ The loop follows doc/reference.md: it sleeps in ``CALL
 asyncrr.wait_for_work`` (which, unlike ``claim(..., wait => ...)``, holds
 no snapshot while it sleeps and so does not hold back ``VACUUM``), claims
 in batches with ``claim()`` (no wait), runs the handler in a thread pool,
-records replies in batches with ``complete_many()``, turns a handler's
+records replies in batches with ``complete_many()`` (with
+``complete_and_claim()`` when it has room for more work: the replies and
+the next claim in one round trip and one commit), turns a handler's
 exception into ``fail(..., retry => true)``, and extends the lease of a
 request it has held for more than half its lease.
 
@@ -47,6 +49,11 @@ _CLAIM_SQL = ("SELECT c.correlation_id, c.payload, c.headers, c.attempt, c.deadl
 _WAIT_SQL = "CALL asyncrr.wait_for_work(%s, %s::interval)"
 _COMPLETE_MANY_SQL = ("SELECT correlation_id, outcome FROM asyncrr.complete_many("
                       "%s::uuid[], %s::jsonb[], %s::int[])")
+# outcomes of the replies in the order given, then the claimed requests
+_COMPLETE_AND_CLAIM_SQL = ("SELECT c.correlation_id, c.outcome, c.payload, c.headers, c.attempt,"
+                           " c.deadline, extract(epoch FROM c.lease_until - now())::float8"
+                           " FROM asyncrr.complete_and_claim(%s, %s::uuid[], %s::jsonb[],"
+                           " %s::int[], %s, %s::interval, %s) c")
 _COMPLETE_SQL = "SELECT asyncrr.complete(%s::uuid, %s::jsonb, %s::int)"
 _FAIL_SQL = "SELECT asyncrr.fail(%s::uuid, %s, %s::int, %s::boolean)"
 _EXTEND_SQL = "SELECT asyncrr.extend_lease(%s::uuid, %s::interval, %s::int)"
@@ -154,9 +161,11 @@ class Worker:
         #: Counters: ``claimed``, ``completed`` (recorded as completed),
         #: ``failed`` (fail() calls for handler errors), ``late`` (outcomes
         #: ``late`` or ``duplicate``), ``extended`` (extend_lease calls),
-        #: ``released`` (handed back on stop).
+        #: ``released`` (handed back on stop), ``claimed_with_replies`` (of
+        #: ``claimed``, those claimed by the statement that recorded replies).
         self.stats: Dict[str, int] = dict.fromkeys(
-            ("claimed", "completed", "failed", "late", "extended", "released"), 0)
+            ("claimed", "completed", "failed", "late", "extended", "released",
+             "claimed_with_replies"), 0)
 
         self._stopping = False
         self._running = False
@@ -292,11 +301,13 @@ class Worker:
                 if self.release_on_stop:
                     self._release_unstarted()
             elif not self._waiting_for_work and unfinished < self.concurrency:
+                # room once the finished jobs are recorded
+                room = max_held - len(self._held) + len(self._results)
+                if room > 0:
+                    self._flush(claim=room)
+                    continue
                 if self._results:
                     self._flush()
-                if max_held - len(self._held) > 0:
-                    self._claim(max_held - len(self._held))
-                    continue
             self._extend_leases(now)
             if self._results and self._flush_due(now):
                 self._flush()
@@ -386,6 +397,10 @@ class Worker:
                 rows = self._conn.execute(_CLAIM_SQL, (self.queue, n, self.lease, self.name)).fetchall()
             return t0, rows
         t0, rows = self._db(step)
+        self._start(t0, rows, n)
+
+    def _start(self, t0: float, rows, n: int) -> None:
+        """Hand claimed rows (claim() made at t0 for up to n) to the handler threads."""
         for cid, payload, headers, attempt, deadline, lease in rows:
             job = Job(cid, payload, headers, attempt, deadline, lease, t0 + lease / 2)
             self._held[cid] = job
@@ -441,31 +456,57 @@ class Worker:
             job.renew_at = t0 + job.lease / 2
             self.stats["extended"] += 1
 
-    def _flush(self) -> None:
-        """Record the finished outcomes: complete_many() for replies, fail() for errors."""
+    def _flush(self, claim: int = 0) -> None:
+        """Record the finished outcomes: complete_many() for replies, fail()
+        for errors; then, with claim, claim up to that many requests, in
+        the same statement as the replies when there are any
+        (complete_and_claim())."""
         results, self._results = self._results, []
         oks = [r for r in results if r.ok]
         fails = [r for r in results if not r.ok]
+        ids = [r.job.correlation_id for r in oks]
+        values = [r.value for r in oks]
+        attempts = [r.job.attempt for r in oks]
+        claimed = None
         if oks:
             try:
-                def step():
-                    with translate():
-                        return self._conn.execute(_COMPLETE_MANY_SQL, (
-                            [r.job.correlation_id for r in oks],
-                            [r.value for r in oks],
-                            [r.job.attempt for r in oks])).fetchall()
-                for (cid, outcome), r in zip(self._db(step), oks):
+                if claim:
+                    def step():
+                        t0 = time.monotonic()
+                        with translate():
+                            return t0, self._conn.execute(_COMPLETE_AND_CLAIM_SQL, (
+                                self.queue, ids, values, attempts, claim, self.lease,
+                                self.name)).fetchall()
+                    t0, rows = self._db(step)
+                    done, claimed = rows[:len(oks)], [row[:1] + row[2:] for row in rows[len(oks):]]
+                else:
+                    def step():
+                        with translate():
+                            return self._conn.execute(_COMPLETE_MANY_SQL,
+                                                      (ids, values, attempts)).fetchall()
+                    done = self._db(step)
+                for (cid, outcome, *_), r in zip(done, oks):
                     self._outcome(r, outcome)
             except (AsyncrrError, psycopg.DataError) as exc:
-                # One refused reply refuses the batch: record them one by one.
+                # One refused reply (or a refused claim) refuses the batch:
+                # record them one by one; claim() below says what is wrong
+                # with the claim.
                 log.info("asyncrr worker %s: complete_many refused (%s); completing one by one",
                          self.queue, exc)
                 for r in oks:
                     self._complete_one(r)
         for r in fails:
             self._fail_one(r)
+        # a request whose claim we lost may already be ours again (claimed
+        # above): forget only the job that finished
         for r in results:
-            self._held.pop(r.job.correlation_id, None)
+            if self._held.get(r.job.correlation_id) is r.job:
+                del self._held[r.job.correlation_id]
+        if claimed is not None:
+            self.stats["claimed_with_replies"] += len(claimed)
+            self._start(t0, claimed, claim)
+        elif claim and not self._stopping:
+            self._claim(claim)
 
     def _outcome(self, r: _Result, outcome: str) -> None:
         """Count what complete() said about a reply."""

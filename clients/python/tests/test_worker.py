@@ -34,9 +34,9 @@ class CountingWorker(asyncrr.Worker):
         super().__init__(*a, **kw)
         self.batches = []
 
-    def _flush(self):
+    def _flush(self, claim=0):
         self.batches.append(sum(1 for r in self._results if r.ok))
-        super()._flush()
+        super()._flush(claim)
 
 
 def test_worker_completes_in_batches(dsn, conn, queue):
@@ -49,6 +49,8 @@ def test_worker_completes_in_batches(dsn, conn, queue):
     assert w.worker.stats["claimed"] == 30
     assert sum(w.worker.batches) == 30 and len([b for b in w.worker.batches if b]) <= 6
     assert max(w.worker.batches) == 10
+    # a busy worker claims with the statement that records its replies
+    assert w.worker.stats["claimed_with_replies"] > 0
     for cid, st in zip(ids, states(conn, ids)):
         assert st["state"] == "completed" and st["attempt"] == 1
     for i, cid in enumerate(ids):
