@@ -228,13 +228,14 @@ class Worker {
         const client = await this._waiterClient();
         if (this._stopping) break;
         const flushClaims = this.stats.claimedWithReplies;
-        const rows = await this._claim(client, Math.min(this._batch, this._free()));
+        const n = Math.min(this._batch, this._free());
+        if (n <= 0) continue; // a batch of replies took the slots meanwhile
+        const claimed = await this._claim(client, n);
         backoff = 0;
-        for (const row of rows) this._start(row);
-        if (rows.length > 0 || this.stats.claimedWithReplies !== flushClaims) {
+        if (claimed > 0 || this.stats.claimedWithReplies !== flushClaims) {
           // the work that woke us may have gone with a batch of replies
           emptyAfterReady = 0;
-          if (rows.length > 0) continue;
+          if (claimed > 0) continue;
         }
         if (emptyAfterReady > 0) {
           // Claimable by wait_for_work's look but not by claim's (rows
@@ -285,6 +286,16 @@ class Worker {
     return this._concurrency - this._jobs.size - this._reserved;
   }
 
+  /**
+   * Gives back slots held for a claim that has returned (its requests, if
+   * any, are running by now): the loop may be waiting for one.
+   */
+  _unreserve(n) {
+    this._reserved -= n;
+    if (n > 0) this._wakeSlots();
+  }
+
+  /** Claims up to n requests and starts their handlers; returns how many. */
   async _claim(client, n) {
     this._reserved += n;
     try {
@@ -294,7 +305,9 @@ class Worker {
            FROM asyncrr.claim($1, $2, $3::interval, $4)`,
         [this.queue, n, this._lease, this._name]);
       this.stats.claimed += res.rows.length;
-      return res.rows;
+      // started before the slots are given back, so none is counted twice
+      for (const row of res.rows) this._start(row);
+      return res.rows.length;
     } finally {
       this._reserved -= n;
     }
@@ -514,7 +527,7 @@ class Worker {
     const replies = items.map((i) => i.reply);
     const attempts = items.map((i) => i.job.attempt);
     for (let tries = 1; ; tries++) {
-      const n = claim && !this._stopping ? Math.min(this._batch, this._free()) : 0;
+      const n = claim && !this._stopping ? Math.max(0, Math.min(this._batch, this._free())) : 0;
       this._reserved += n;
       try {
         const res = n > 0
@@ -529,7 +542,6 @@ class Worker {
             [ids, replies, attempts]);
         this.stats.completeCalls++;
         this.stats.maxCompleteBatch = Math.max(this.stats.maxCompleteBatch, items.length);
-        this._reserved -= n;
         const claimed = res.rows.filter((row) => row.outcome === 'claimed');
         for (const row of res.rows) this._count(row.outcome);
         if (claimed.length > 0) {
@@ -537,9 +549,10 @@ class Worker {
           this.stats.claimedWithReplies += claimed.length;
           for (const row of claimed) this._start(row);
         }
+        this._unreserve(n);
         return;
       } catch (err) {
-        this._reserved -= n;
+        this._unreserve(n);
         if (isConnectionError(err) && tries < 5) {
           this._report(err, 'complete_many (retrying)');
           await sleep(200 * tries);

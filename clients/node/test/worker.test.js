@@ -66,12 +66,47 @@ describe('worker', () => {
     await admin.query("SELECT asyncrr.create_queue('killed', lease => '1 second')");
     await admin.query("SELECT asyncrr.create_queue('term')");
     await admin.query("SELECT asyncrr.create_queue('pooled')");
+    await admin.query("SELECT asyncrr.create_queue('stream')");
   });
 
   after(async () => {
     for (const f of cleanups.reverse()) await f();
     if (admin) await admin.end();
     if (cluster) await cluster.stop();
+  });
+
+  it('keeps claiming under a closed loop of 16 callers (claims and batches of replies side by side)', async () => {
+    // As test/bench/brokers runs it: two worker processes (fixture mode
+    // echo: an instant handler, concurrency 10, batch 10), 16 callers each
+    // sending its next request when its reply is in. The loop and the
+    // batches of replies (complete_and_claim) claim side by side. A batch
+    // that claimed nothing once gave back its slots without waking the
+    // loop, which waited for a slot for good: within a second both
+    // workers had stopped claiming.
+    const kids = [child('stream', 'echo'), child('stream', 'echo')];
+    await Promise.all(kids.map((k) => waitFor(() => k.lines.includes('READY'))));
+    const callers = await Promise.all(Array.from({ length: 16 }, () => cluster.connect()));
+    let calls = 0;
+    try {
+      const until = Date.now() + 4000;
+      await Promise.all(callers.map(async (c, k) => {
+        for (let i = 0; Date.now() < until; i++) {
+          const r = await asyncrr.call(c, 'stream', { n: k * 100000 + i }, { timeout: 3000 });
+          assert.equal(r.status, 'completed', `call ${k}/${i} after ${calls} calls: ${r.status} ${r.error}`);
+          assert.equal(r.reply.n, k * 100000 + i);
+          calls++;
+        }
+      }));
+      assert.ok(calls > 200, `${calls} calls`);
+    } finally {
+      for (const c of callers) await c.end();
+      for (const k of kids) k.proc.kill('SIGTERM');
+      const ends = await Promise.all(kids.map((k) => k.exited));
+      for (const [i, k] of kids.entries()) {
+        assert.equal(k.stderr(), '', `worker ${i} reported no error`);
+        assert.deepEqual(ends[i], { code: 0, signal: null });
+      }
+    }
   });
 
   it('claims in batches and completes in batches with complete_many', async () => {

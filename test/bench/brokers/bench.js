@@ -252,8 +252,9 @@ async function main(args) {
   await sleep(200); // ended sessions have sent their statistics, and are reaped
   const srvCpu1 = serverCpuMs(args.serverPids);
   const s1 = sys.serverStats ? await sys.serverStats(args) : null;
-  if (failure) throw failure;
   const werrors = wstats.flatMap((w) => w.errors || []);
+  if (failure && werrors.length) failure.message += ` (worker errors: ${werrors.slice(0, 5).join('; ')})`;
+  if (failure) throw failure;
   if (werrors.length) throw new Error(`worker errors: ${werrors.slice(0, 5).join('; ')}`);
 
   lat.sort((a, b) => a - b);
