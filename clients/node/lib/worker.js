@@ -220,7 +220,10 @@ class Worker {
     let backoff = 0; // after a connection error
     let emptyAfterReady = 0; // wait_for_work said ready, claim found nothing
     while (!this._stopping) {
-      if (this._free() <= 0) {
+      // While replies are being recorded, their statement claims for the
+      // free slots (complete_and_claim): one round trip per batch. The
+      // loop goes on when it ends (_scheduleFlush wakes it).
+      if (this._free() <= 0 || this._flushing) {
         await this._slotFreed();
         continue;
       }
@@ -507,6 +510,7 @@ class Worker {
     })().finally(() => {
       this._flushing = null;
       if (this._completions.length > 0) this._scheduleFlush();
+      this._wakeSlots();
     });
   }
 
@@ -561,6 +565,7 @@ class Worker {
         if (n > 0 && !isConnectionError(err)) {
           // refused: by the claim (queue dropped, claim revoked) or by a
           // reply; record the replies alone
+          this._report(err, 'complete_and_claim (recording the replies alone)');
           await this._completeBatch(items, false);
           return;
         }
@@ -582,11 +587,14 @@ class Worker {
     this._interruptWait();
     const limit = this._stopTimeout;
     const deadline = typeof limit === 'number' && Number.isFinite(limit) ? Date.now() + limit : Infinity;
-    while (this._jobs.size > 0) {
+    while (this._jobs.size > 0 || this._reserved > 0) {
       const left = deadline - Date.now();
       if (left <= 0) break;
       await this._sleepUnlessWoken(left);
     }
+    // A batch of replies may still be claiming: what it claims must start
+    // before the abandoning below, to be given back like the rest.
+    while (this._reserved > 0) await this._sleepUnlessWoken(Infinity);
     for (const job of [...this._jobs]) {
       // Still running at the stop timeout: give the request back.
       job.abandoned = true;

@@ -67,6 +67,7 @@ describe('worker', () => {
     await admin.query("SELECT asyncrr.create_queue('term')");
     await admin.query("SELECT asyncrr.create_queue('pooled')");
     await admin.query("SELECT asyncrr.create_queue('stream')");
+    await admin.query("SELECT asyncrr.create_queue('stopclaim')");
   });
 
   after(async () => {
@@ -366,6 +367,48 @@ describe('worker', () => {
       await run2;
       assert.ok(Date.now() - t0 < 2000, 'stop() ends the wait for work at once');
       assert.throws(() => new Worker({ pool: new Pool({ max: 1 }) }, 'pooled', async () => null), TypeError);
+    } finally {
+      await c.end();
+      await pool.end();
+    }
+  });
+
+  it('stop() during a batch of replies that claims: the requests it claims are finished, not left claimed', async () => {
+    // The statement recording replies (complete_and_claim) is slowed down
+    // by 300 ms; stop() comes while it is in flight, with no handler
+    // running. The request it claims must run to its end before stop()
+    // resolves (it once resolved at once, leaving the request claimed
+    // until its lease ran out, and its reply to a pool already given up).
+    const { Pool } = require('pg');
+    const pool = new Pool({ connectionString: cluster.connectionString, max: 4 });
+    const plain = pool.query.bind(pool);
+    let slowed = 0;
+    pool.query = (text, params) => {
+      if (typeof text === 'string' && text.includes('complete_and_claim')) {
+        slowed++;
+        return sleep(300).then(() => plain(text, params));
+      }
+      return plain(text, params);
+    };
+    const c = await cluster.connect();
+    try {
+      const [first, second] = await submitMany(c, 'stopclaim', [{ n: 1 }, { n: 2 }]);
+      const w = new Worker({ pool }, 'stopclaim', async (p) => {
+        if (p.n === 3) await sleep(200);
+        return { n: p.n };
+      }, { concurrency: 2, batch: 2, idleWait: 5000, onError: (err, what) => console.error(`${what}: ${err.message}`) });
+      const run = w.run();
+      await waitFor(() => w.stats.claimed >= 2);
+      // the third arrives while the first two are handled: the batch of
+      // their replies claims it
+      const [third] = await submitMany(c, 'stopclaim', [{ n: 3 }]);
+      await waitFor(() => slowed > 0 && w.inFlight === 0);
+      await w.stop();
+      await run;
+      assert.equal(w.inFlight, 0);
+      for (const id of [first, second, third]) {
+        assert.equal((await status(c, id)).state, 'completed', `request ${id}`);
+      }
     } finally {
       await c.end();
       await pool.end();
