@@ -605,7 +605,9 @@ asyncrr_worker_main(Datum main_arg)
 
 				if (housekeeping)
 					last_housekeeping = now;
-				record_pass(pass_start, next);
+				/* a pass with a failing step is not a completed one (asyncrr.metrics) */
+				if (!step_failed)
+					record_pass(pass_start, next);
 				if (next == DT_NOBEGIN)
 					wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RETRY_MS);
 				else

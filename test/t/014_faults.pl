@@ -668,6 +668,12 @@ ok($n <= 3, "c1: also while clients submit ($n failing passes in 3 s)");
 end_load($load);
 is(states('fh'), 'pending|0|50', 'c1: the requests stay live past their deadline');
 is(states('fm'), 'pending|1|5', 'c1: but the other steps run: leases ran out meanwhile');
+# a pass with a failing step is not counted as completed, so monitoring
+# sees the worker fall behind (operations.md, worker_last_pass_age_seconds;
+# read from background_stats(): asyncrr.metrics would wait for the lock)
+ok(psql(q{SELECT clock_timestamp() - worker_pass_ended > interval '5 seconds'
+            FROM asyncrr.background_stats()}) eq 't',
+	'c1: the last completed pass grows old while a step fails');
 $ddl->query_safe('COMMIT');
 ok(within(5, q{SELECT count(*) FROM asyncrr.request WHERE queue_name = 'fh' AND state = 'timed_out'}, '50'),
 	'c1: once the lock is released, the worker times them out');
