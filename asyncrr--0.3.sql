@@ -734,23 +734,24 @@ CREATE FUNCTION asyncrr.wait(correlation_id uuid, timeout interval DEFAULT '30 s
 COMMENT ON FUNCTION asyncrr.wait(uuid, interval) IS
     'wait (without LISTEN) until a request of this session''s inbox has a reply and take it; after timeout, return its live state and take nothing';
 
+-- The procedures that sleep have no SET clause: a procedure with one
+-- cannot COMMIT, and they commit before each sleep, to hold no lock while
+-- they sleep.  They pin their search_path themselves (src/wait.c).
 CREATE PROCEDURE asyncrr.wait_for_reply(correlation_id uuid, timeout interval DEFAULT '30 seconds',
                                         INOUT status text DEFAULT NULL, INOUT reply jsonb DEFAULT NULL,
                                         INOUT error text DEFAULT NULL)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    LANGUAGE c
     AS 'MODULE_PATHNAME', 'asyncrr_wait_for_reply';
 COMMENT ON PROCEDURE asyncrr.wait_for_reply(uuid, interval, text, jsonb, text) IS
-    'wait() as a procedure, holding no snapshot while it sleeps: the reply''s status, reply and error once it has one (taken), else the live status after timeout';
+    'wait() as a procedure, holding no snapshot (and in autocommit no lock) while it sleeps: the reply''s status, reply and error once it has one (taken), else the live status after timeout';
 
 CREATE PROCEDURE asyncrr.wait_for_work(queue_name text, timeout interval DEFAULT '30 seconds',
                                        INOUT ready boolean DEFAULT NULL)
-    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    LANGUAGE c
     AS 'MODULE_PATHNAME', 'asyncrr_wait_for_work';
 COMMENT ON PROCEDURE asyncrr.wait_for_work(text, interval, boolean) IS
-    'sleep, holding no snapshot, until a claim of this queue would take something (ready) or the timeout passes (not ready); claims nothing';
+    'sleep, holding no snapshot (and in autocommit no lock), until a claim of this queue would take something (ready) or the timeout passes (not ready); claims nothing';
 
--- No SET clause: a procedure with one cannot COMMIT.  It pins its
--- search_path itself (src/wait.c).
 CREATE PROCEDURE asyncrr.call(queue_name text, payload jsonb, timeout interval DEFAULT NULL,
                               INOUT correlation_id uuid DEFAULT NULL, INOUT status text DEFAULT NULL,
                               INOUT reply jsonb DEFAULT NULL, INOUT error text DEFAULT NULL)

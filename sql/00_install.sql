@@ -28,9 +28,9 @@ SELECT p.proname
  ORDER BY 1;
 
 -- user-facing functions, and every function written in SQL, run with a
--- pinned search_path; the one exception is CALL asyncrr.call, which must
--- COMMIT and so can have no SET clause: it pins its search_path itself
--- (src/wait.c)
+-- pinned search_path; the exceptions are the procedures that sleep (call,
+-- wait_for_reply, wait_for_work), which COMMIT and so can have no SET
+-- clause: they pin their search_path themselves (src/wait.c)
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'asyncrr'::regnamespace
    AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)

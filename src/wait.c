@@ -162,6 +162,13 @@ asyncrr_wait_shmem_startup(void)
 	}
 }
 
+/*
+ * Set while a waiting procedure commits the transaction of its last look
+ * (commit_before_sleep): its slot stays registered, so that no commit it
+ * waits for can come between the look and the sleep unseen.
+ */
+static bool keep_slot_at_commit = false;
+
 static void
 release_slot(void)
 {
@@ -208,12 +215,18 @@ asyncrr_wait_xact_callback(XactEvent event)
 		case XACT_EVENT_COMMIT:
 			if (n_wake_keys > 0 || wake_everyone)
 				wake_waiters();
-			/* FALLTHROUGH */
+			n_wake_keys = 0;
+			wake_everyone = false;
+			/* a procedure that commits between its looks keeps its slot */
+			if (!keep_slot_at_commit)
+				release_slot();
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			n_wake_keys = 0;
 			wake_everyone = false;
+			keep_slot_at_commit = false;
 			release_slot();
 			break;
 		default:
@@ -605,6 +618,24 @@ pin_search_path(bool waiting)
 	return level;
 }
 
+/*
+ * A procedure that may COMMIT ends the transaction of its last look before
+ * it sleeps, so that it holds no lock while it sleeps (the look's locks on
+ * asyncrr.request and its indexes would hold up ALTER TABLE, REINDEX,
+ * VACUUM FULL and the like for as long as the wait).  It keeps its waiter
+ * slot and its pinned settings (*pinned: the GUC nesting level, re-pinned
+ * in the new transaction).
+ */
+static void
+commit_before_sleep(int *pinned, bool waiting)
+{
+	AtEOXact_GUC(true, *pinned);
+	keep_slot_at_commit = true;
+	SPI_commit();
+	keep_slot_at_commit = false;
+	*pinned = pin_search_path(waiting);
+}
+
 /* Is this a procedure called where it may COMMIT (autocommit CALL)? */
 static bool
 nonatomic_call(FunctionCallInfo fcinfo)
@@ -635,11 +666,13 @@ from_now(Interval *i)
  * "until" is the request's deadline, when it is timed out and that outcome
  * taken; and a caller that goes or is cancelled cancels the request first,
  * in a transaction of its own.  A procedure (release) sleeps holding no
- * snapshot (fcinfo is the procedure's).  The caller is connected to SPI.
+ * snapshot (fcinfo is the procedure's); one that may COMMIT (pinned: its
+ * GUC nesting level) also commits before each sleep, to hold no lock.  The
+ * caller is connected to SPI.
  */
 static void
 wait_for_reply(FunctionCallInfo fcinfo, pg_uuid_t *id, TimestampTz until, bool release,
-			   bool call, AsyncrrReply *r, MemoryContext mcxt)
+			   bool call, AsyncrrReply *r, MemoryContext mcxt, int *pinned)
 {
 	AsyncrrTake got;
 	volatile bool cancelled = false;
@@ -664,6 +697,8 @@ wait_for_reply(FunctionCallInfo fcinfo, pg_uuid_t *id, TimestampTz until, bool r
 				asyncrr_time_out(id);
 				continue;
 			}
+			if (pinned != NULL)
+				commit_before_sleep(pinned, call);
 			if (!asyncrr_waiter_sleep(until))
 			{
 				if (call)
@@ -759,7 +794,7 @@ asyncrr_wait(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	id = reply_waited_for(fcinfo, "wait", &timeout);
-	wait_for_reply(fcinfo, id, from_now(timeout), false, false, &r, mcxt);
+	wait_for_reply(fcinfo, id, from_now(timeout), false, false, &r, mcxt, NULL);
 	SPI_finish();
 
 	values[0] = UUIDPGetDatum(&r.id);
@@ -775,21 +810,28 @@ asyncrr_wait(PG_FUNCTION_ARGS)
  * CALL asyncrr.wait_for_reply(correlation_id uuid, timeout interval,
  *                             INOUT status text, INOUT reply jsonb, INOUT error text)
  *
- * wait() as a procedure, which holds no snapshot while it sleeps.
+ * wait() as a procedure, which holds no snapshot while it sleeps, and, in
+ * autocommit, no lock either (it commits before each sleep).  No SET
+ * clause (a procedure with one cannot COMMIT): it pins its search_path.
  */
 Datum
 asyncrr_wait_for_reply(PG_FUNCTION_ARGS)
 {
 	MemoryContext mcxt = CurrentMemoryContext;
+	bool		nonatomic = nonatomic_call(fcinfo);
 	Interval   *timeout;
 	pg_uuid_t  *id;
 	AsyncrrReply r;
 	Datum		values[3];
 	bool		nulls[3];
+	int			pinned;
 
-	SPI_connect();
+	SPI_connect_ext(nonatomic ? SPI_OPT_NONATOMIC : 0);
+	pinned = pin_search_path(false);
 	id = reply_waited_for(fcinfo, "wait_for_reply", &timeout);
-	wait_for_reply(fcinfo, id, from_now(timeout), true, false, &r, mcxt);
+	wait_for_reply(fcinfo, id, from_now(timeout), true, false, &r, mcxt,
+				   nonatomic ? &pinned : NULL);
+	AtEOXact_GUC(true, pinned);
 	SPI_finish();
 
 	reply_columns(&r, values, nulls);
@@ -799,20 +841,25 @@ asyncrr_wait_for_reply(PG_FUNCTION_ARGS)
 /*
  * CALL asyncrr.wait_for_work(queue_name text, timeout interval, INOUT ready boolean)
  *
- * Sleeps, holding no snapshot, until a claim of the queue would take
- * something (ready true) or the timeout passes (false).  Claims nothing:
- * the worker claims next, and may find that another worker was first.
+ * Sleeps, holding no snapshot (and, in autocommit, no lock: it commits
+ * before each sleep), until a claim of the queue would take something
+ * (ready true) or the timeout passes (false).  Claims nothing: the worker
+ * claims next, and may find that another worker was first.  No SET clause
+ * (a procedure with one cannot COMMIT): it pins its search_path.
  */
 Datum
 asyncrr_wait_for_work(PG_FUNCTION_ARGS)
 {
 	text	   *queue = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
+	bool		nonatomic = nonatomic_call(fcinfo);
 	Interval   *timeout;
 	TimestampTz until;
 	Datum		ready;
 	bool		isnull = false;
+	int			pinned;
 
-	SPI_connect();
+	SPI_connect_ext(nonatomic ? SPI_OPT_NONATOMIC : 0);
+	pinned = pin_search_path(false);
 	asyncrr_check_claimable(queue);
 	timeout = timeout_arg(fcinfo, 1);
 	until = from_now(timeout);
@@ -829,10 +876,13 @@ asyncrr_wait_for_work(PG_FUNCTION_ARGS)
 			ready = BoolGetDatum(found);
 			break;
 		}
+		if (nonatomic)
+			commit_before_sleep(&pinned, false);
 		if (!asyncrr_waiter_sleep(until))
 			asyncrr_waiter_stop();
 	}
 	release_slot();
+	AtEOXact_GUC(true, pinned);
 	SPI_finish();
 	PG_RETURN_DATUM(procedure_result(fcinfo, &ready, &isnull));
 }
@@ -877,7 +927,7 @@ asyncrr_call(PG_FUNCTION_ARGS)
 
 	pinned = pin_search_path(true);
 	asyncrr_check_waitable(id, true);
-	wait_for_reply(fcinfo, id, 0, true, true, &r, mcxt);
+	wait_for_reply(fcinfo, id, 0, true, true, &r, mcxt, &pinned);
 	AtEOXact_GUC(true, pinned);
 	SPI_finish();
 

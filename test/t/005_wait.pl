@@ -100,6 +100,70 @@ like(finish_query($bg, qr/completed/), qr/\Q$claimed\E\|completed\|\{"r": 3\}\|/
 $worker->quit;
 $bg->quit;
 
+# 3b. The procedures commit before each sleep: while they sleep they hold
+#     no lock on asyncrr.request or its indexes (ALTER TABLE, REINDEX,
+#     VACUUM FULL would otherwise wait for them, and every statement queue
+#     behind those), and a commit still wakes them.  A sleeping claim(...,
+#     wait), a SELECT, keeps its statement's locks (operations.md).
+sub sleeper_locks
+{
+	return $node->safe_psql('postgres', q{
+		SELECT coalesce(string_agg(DISTINCT l.relation::regclass::text, ','), '')
+		  FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		 WHERE a.application_name = 'sleeper' AND l.relation IS NOT NULL
+		   AND l.relation::regclass::text LIKE 'asyncrr.request%'});
+}
+sub exclusive_lock_ok
+{
+	return $node->safe_psql('postgres', q{
+		SET lock_timeout = '2s';
+		BEGIN;
+		LOCK TABLE asyncrr.request IN ACCESS EXCLUSIVE MODE;
+		ROLLBACK;
+		SELECT 'locked'});
+}
+my $sleeper = $node->background_psql('postgres');
+$sleeper->query_safe("SET application_name = 'sleeper'");
+
+start_query($sleeper, "CALL asyncrr.wait_for_work('q', '60 seconds', NULL);");
+ok(wait_for_waiters('work'), 'wait_for_work sleeps');
+is(sleeper_locks(), '', 'a sleeping wait_for_work holds no lock on asyncrr.request');
+is(exclusive_lock_ok(), 'locked', 'ACCESS EXCLUSIVE on asyncrr.request is granted at once');
+$node->safe_psql('postgres', "SELECT asyncrr.submit('q', '{\"n\": 31}')");
+like(finish_query($sleeper, qr/\bt\b/), qr/\bt\b/, 'and a submit still wakes it: ready');
+
+start_query($sleeper, "CALL asyncrr.call('q', '{\"n\": 32}', timeout => '60 seconds');");
+$node->poll_query_until('postgres',
+	"SELECT count(*) FROM asyncrr.request WHERE queue_name = 'q' AND state = 'pending' AND payload->>'n' = '32'", '1')
+  or die 'the call did not submit';
+ok(wait_for_waiters('reply'), 'the call sleeps');
+is(sleeper_locks(), '', 'a sleeping CALL asyncrr.call holds no lock on asyncrr.request');
+is(exclusive_lock_ok(), 'locked', 'ACCESS EXCLUSIVE on asyncrr.request is granted at once');
+my $c32 = $node->safe_psql('postgres', "SELECT correlation_id FROM asyncrr.claim('q', 10) WHERE payload->>'n' = '32'");
+$node->safe_psql('postgres', "SELECT asyncrr.complete('$c32', '{\"r\": 32}')");
+like(finish_query($sleeper, qr/completed/), qr/completed\|\{"r": 32\}/, 'and the reply still wakes it');
+
+my $id33 = (split /\n/, $sleeper->query_safe(
+	"SELECT asyncrr.open_inbox('sleeper'); SELECT asyncrr.submit('q', '{\"n\": 33}')"))[-1];
+start_query($sleeper, "CALL asyncrr.wait_for_reply('$id33', '60 seconds', NULL, NULL, NULL);");
+ok(wait_for_waiters('reply'), 'wait_for_reply sleeps');
+is(sleeper_locks(), '', 'a sleeping wait_for_reply holds no lock on asyncrr.request');
+$node->safe_psql('postgres', "SELECT count(*) FROM asyncrr.claim('q', 10)");
+$node->safe_psql('postgres', "SELECT asyncrr.complete('$id33', '{\"r\": 33}')");
+like(finish_query($sleeper, qr/completed/), qr/completed\|\{"r": 33\}/, 'and the reply still wakes it');
+
+# in a transaction block a procedure cannot commit: it keeps its locks, as
+# before, and still works
+start_query($sleeper, "BEGIN; CALL asyncrr.wait_for_work('q', '60 seconds', NULL);");
+ok(wait_for_waiters('work'), 'wait_for_work sleeps in a transaction block');
+like(sleeper_locks(), qr/asyncrr\.request/, 'holding its look\'s locks there');
+$node->safe_psql('postgres', "SELECT asyncrr.submit('q', '{\"n\": 34}')");
+like(finish_query($sleeper, qr/\bt\b/), qr/\bt\b/, 'and is woken');
+$sleeper->query_safe('COMMIT');
+$sleeper->quit;
+$node->safe_psql('postgres',
+	"SELECT asyncrr.cancel(correlation_id) FROM asyncrr.pending WHERE queue_name = 'q'");
+
 # 4. A waiter that is cancelled or terminated
 #    leaves nothing behind.  (A fresh session for each: psql is not reused
 #    after an error.)
