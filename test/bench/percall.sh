@@ -21,13 +21,8 @@ sql() { as_pg "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$work" -p "$port"
 sql <<'EOF'
 CREATE EXTENSION asyncrr;
 SELECT asyncrr.create_queue('rr', default_timeout => '1 hour');
-CREATE TABLE rrbench_rr (id bigserial PRIMARY KEY, queue text NOT NULL, inbox text NOT NULL,
-    payload jsonb NOT NULL, prio integer NOT NULL DEFAULT 0, state text NOT NULL DEFAULT 'pending',
-    reply jsonb, submitted_at timestamptz NOT NULL DEFAULT now(), claimed_at timestamptz,
-    finished_at timestamptz);
-CREATE INDEX rrbench_rr_claim ON rrbench_rr (queue, prio DESC, id) WHERE state = 'pending';
-CREATE INDEX rrbench_rr_take ON rrbench_rr (inbox, finished_at) WHERE state = 'done';
 EOF
+sql <test/bench/baseline.sql
 cat >"$work/asyncrr.pgb" <<'EOF'
 SELECT asyncrr.submit('rr', '{"r": 1}') AS id \gset
 SELECT count(*) FROM asyncrr.claim('rr', 1);

@@ -22,7 +22,7 @@
  *	  asyncrr: asyncrr.open_inbox, asyncrr.submit, asyncrr.take_replies,
  *	  asyncrr.claim(wait => '1 second'), asyncrr.complete; in the batch
  *	  test asyncrr.submit_many and asyncrr.complete_many.
- *	  baseline: table rrbench_rr (see --setup-baseline), INSERT +
+ *	  baseline: table rrbench_rr (test/bench/baseline.sql), INSERT +
  *	  pg_notify(work channel) to submit; UPDATE ... WHERE id IN (SELECT ...
  *	  FOR UPDATE SKIP LOCKED LIMIT n) RETURNING to claim, the worker
  *	  LISTENs on the work channel when there is nothing to claim; complete

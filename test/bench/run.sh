@@ -105,22 +105,8 @@ start_cluster() {
 CREATE EXTENSION asyncrr;
 SELECT asyncrr.create_queue('rr', default_timeout => '1 hour');
 SELECT asyncrr.create_queue('rr_other', default_timeout => '1 hour');
--- the hand-written baseline: a plain table
-CREATE TABLE rrbench_rr (
-    id          bigserial PRIMARY KEY,
-    queue       text NOT NULL,
-    inbox       text NOT NULL,
-    payload     jsonb NOT NULL,
-    prio        integer NOT NULL DEFAULT 0,
-    state       text NOT NULL DEFAULT 'pending',
-    reply       jsonb,
-    submitted_at timestamptz NOT NULL DEFAULT now(),
-    claimed_at  timestamptz,
-    finished_at timestamptz
-);
-CREATE INDEX rrbench_rr_claim ON rrbench_rr (queue, prio DESC, id) WHERE state = 'pending';
-CREATE INDEX rrbench_rr_take ON rrbench_rr (inbox, finished_at) WHERE state = 'done';
 EOF
+	sql <test/bench/baseline.sql
 	export PGHOST="$work" PGPORT="$port" PGDATABASE=postgres PGUSER=postgres
 }
 

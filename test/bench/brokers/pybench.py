@@ -40,16 +40,16 @@ QUEUE = "rr"
 PAYLOAD_BYTES = 100
 
 # the baseline's statements: those of systems.js
-BASELINE_SUBMIT = """WITH i AS (INSERT INTO rr_baseline (queue, inbox, payload) VALUES (%s, %s, %s) RETURNING id)
+BASELINE_SUBMIT = """WITH i AS (INSERT INTO rrbench_rr (queue, inbox, payload) VALUES (%s, %s, %s) RETURNING id)
     SELECT id, pg_notify('rr_work_' || %s, '') FROM i"""
-BASELINE_TAKE = """DELETE FROM rr_baseline WHERE id IN (SELECT id FROM rr_baseline
+BASELINE_TAKE = """DELETE FROM rrbench_rr WHERE id IN (SELECT id FROM rrbench_rr
     WHERE inbox = %s AND state = 'done' ORDER BY finished_at LIMIT 100 FOR UPDATE SKIP LOCKED)
     RETURNING id, reply"""
-BASELINE_CLAIM = """UPDATE rr_baseline SET state = 'claimed', claimed_at = now()
-    WHERE id IN (SELECT id FROM rr_baseline WHERE queue = %s AND state = 'pending'
+BASELINE_CLAIM = """UPDATE rrbench_rr SET state = 'claimed', claimed_at = now()
+    WHERE id IN (SELECT id FROM rrbench_rr WHERE queue = %s AND state = 'pending'
                  ORDER BY prio DESC, id LIMIT 10 FOR UPDATE SKIP LOCKED)
     RETURNING id, payload"""
-BASELINE_COMPLETE = """WITH u AS (UPDATE rr_baseline SET state = 'done', reply = %s, finished_at = clock_timestamp()
+BASELINE_COMPLETE = """WITH u AS (UPDATE rrbench_rr SET state = 'done', reply = %s, finished_at = clock_timestamp()
     WHERE id = %s AND state = 'claimed' RETURNING id, inbox)
     SELECT pg_notify(inbox, id::text) FROM u"""
 
@@ -404,7 +404,7 @@ def reset(args):
         if args.system == "asyncrr":
             c.execute("TRUNCATE asyncrr.request, asyncrr.dead_letter, asyncrr.inbox")
         else:
-            c.execute("TRUNCATE rr_baseline")
+            c.execute("TRUNCATE rrbench_rr")
         c.execute("CHECKPOINT")
 
 
@@ -416,7 +416,7 @@ def main(args):
         R, K = R * K, 1
     if args.system == "baseline":
         with psycopg.connect(args.pg, autocommit=True) as c:
-            c.execute(open(os.path.join(HERE, "baseline.sql")).read())
+            c.execute(open(os.path.join(HERE, "..", "baseline.sql")).read())
     reset(args)
     s0 = server_stats(args)
     STATEMENTS[0] = 0

@@ -200,18 +200,18 @@ const asyncrr = {
 };
 
 // ---- the hand-written baseline ----------------------------------------------
-const BASELINE_DDL = require('fs').readFileSync(path.join(__dirname, 'baseline.sql'), 'utf8');
+const BASELINE_DDL = require('fs').readFileSync(path.join(__dirname, '..', 'baseline.sql'), 'utf8');
 const BASELINE = {
-  submit: `WITH i AS (INSERT INTO rr_baseline (queue, inbox, payload) VALUES ($1, $2, $3::jsonb) RETURNING id)
+  submit: `WITH i AS (INSERT INTO rrbench_rr (queue, inbox, payload) VALUES ($1, $2, $3::jsonb) RETURNING id)
            SELECT id::text AS id, pg_notify('rr_work_' || $1, '') FROM i`,
-  take: `DELETE FROM rr_baseline WHERE id IN (SELECT id FROM rr_baseline
+  take: `DELETE FROM rrbench_rr WHERE id IN (SELECT id FROM rrbench_rr
            WHERE inbox = $1 AND state = 'done' ORDER BY finished_at LIMIT 100 FOR UPDATE SKIP LOCKED)
          RETURNING id::text AS id, reply`,
-  claim: `UPDATE rr_baseline SET state = 'claimed', claimed_at = now()
-          WHERE id IN (SELECT id FROM rr_baseline WHERE queue = $1 AND state = 'pending'
+  claim: `UPDATE rrbench_rr SET state = 'claimed', claimed_at = now()
+          WHERE id IN (SELECT id FROM rrbench_rr WHERE queue = $1 AND state = 'pending'
                        ORDER BY prio DESC, id LIMIT 10 FOR UPDATE SKIP LOCKED)
           RETURNING id, payload`,
-  complete: `WITH u AS (UPDATE rr_baseline SET state = 'done', reply = $2::jsonb, finished_at = clock_timestamp()
+  complete: `WITH u AS (UPDATE rrbench_rr SET state = 'done', reply = $2::jsonb, finished_at = clock_timestamp()
                         WHERE id = $1 AND state = 'claimed' RETURNING id, inbox)
              SELECT pg_notify(inbox, id::text) FROM u`,
 };
@@ -226,7 +226,7 @@ const baseline = {
     const c = await pgConnect(cfg, 'rrbrokers reset');
     try {
       await c.query(BASELINE_DDL);
-      await c.query('TRUNCATE rr_baseline');
+      await c.query('TRUNCATE rrbench_rr');
       await c.query('CHECKPOINT');
     } finally {
       await c.end();
