@@ -5,6 +5,7 @@
 #   AsyncrrTest::install($node);                # CREATE EXTENSION, wait for the worker
 #   my $pid = AsyncrrTest::worker_pid($node);
 #   my $python = AsyncrrTest::python();         # or skip the file without psycopg
+#   ok(AsyncrrTest::within($node, 5, $sql, 'expected'));   # polls until it is
 package AsyncrrTest;
 
 use strict;
@@ -13,6 +14,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time usleep);
 
 # A new cluster with asyncrr preloaded and its worker on database postgres.
 sub new_node
@@ -74,6 +76,24 @@ sub wait_for_state
 	my ($node, $id, $state) = @_;
 	return $node->poll_query_until('postgres',
 		"SELECT state FROM asyncrr.request WHERE correlation_id = '$id'", $state);
+}
+
+# Does $sql return $expected within $secs?  Polls every 50 ms; says what it
+# got last when it gives up.
+sub within
+{
+	my ($node, $secs, $sql, $expected) = @_;
+	my $end = time + $secs;
+	my $got;
+	while (1)
+	{
+		$got = $node->safe_psql('postgres', $sql);
+		return 1 if $got eq $expected;
+		last if time > $end;
+		usleep(50_000);
+	}
+	diag("after $secs s: got \"$got\", expected \"$expected\" from: $sql");
+	return 0;
 }
 
 1;

@@ -92,22 +92,8 @@ sub kill9
 	eval { $h->{run}->finish };
 }
 
-# Does $sql return $expected within $secs?  Polls every 50 ms.
-sub within
-{
-	my ($secs, $sql, $expected) = @_;
-	my $end = time + $secs;
-	my $got;
-	while (1)
-	{
-		$got = $node->safe_psql('postgres', $sql);
-		return 1 if $got eq $expected;
-		last if time > $end;
-		usleep(50_000);
-	}
-	diag("after $secs s: got \"$got\", expected \"$expected\" from: $sql");
-	return 0;
-}
+# Does $sql return $expected within $secs?  (AsyncrrTest::within)
+sub within { return AsyncrrTest::within($node, @_); }
 
 # Does $sql keep returning $expected for $secs?  Polls every 50 ms.
 sub stays

@@ -87,22 +87,8 @@ sub finish
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 
-# Does $sql return $expected within $secs?  Polls every 50 ms.
-sub within
-{
-	my ($secs, $sql, $expected) = @_;
-	my $end = time + $secs;
-	my $got;
-	while (1)
-	{
-		$got = psql($sql);
-		return 1 if $got eq $expected;
-		last if time > $end;
-		usleep(50_000);
-	}
-	diag("after $secs s: got \"$got\", expected \"$expected\" from: $sql");
-	return 0;
-}
+# Does $sql return $expected within $secs?  (AsyncrrTest::within)
+sub within { return AsyncrrTest::within($node, @_); }
 
 sub wait_event_type_is
 {
