@@ -383,17 +383,18 @@ run_in_xact(const char *activity, const char *sql, int nargs, Oid *argtypes,
 
 /*
  * Logs the error being handled and rolls back its transaction, so that the
- * worker can go on: the state after begin_step() failed or a statement
- * raised an ERROR.
+ * worker can go on in context cxt: the state after begin_step() failed or a
+ * statement raised an ERROR.
  */
 static void
-recover_from_error(void)
+recover_from_error(MemoryContext cxt)
 {
-	MemoryContextSwitchTo(step_context);
+	MemoryContextSwitchTo(cxt);
 	EmitErrorReport();
 	FlushErrorState();
 	AbortCurrentTransaction();
-	MemoryContextSwitchTo(step_context);
+	/* AbortCurrentTransaction leaves TopMemoryContext current */
+	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -408,8 +409,8 @@ static bool step_failed = false;
  * Returns false if the extension is missing.  An ERROR in the step is
  * logged and ends that step only, so a step that keeps failing (one row it
  * cannot move, say) does not stop the others: requests still time out,
- * leases still run out, retention still removes.  Query cancel and
- * termination are not ERRORs here: they end the pass or the worker.
+ * leases still run out, retention still removes.  A query cancel ends
+ * the pass, not only the step (termination is FATAL, never caught).
  */
 static bool
 run_step(const char *activity, const char *sql, int nargs, Datum extra)
@@ -419,8 +420,8 @@ run_step(const char *activity, const char *sql, int nargs, Datum extra)
 	Datum		done;
 	bool		isnull;
 	volatile bool installed = true;
+	MemoryContext cxt = CurrentMemoryContext;
 
-	step_context = CurrentMemoryContext;
 	PG_TRY();
 	{
 		for (;;)
@@ -439,15 +440,9 @@ run_step(const char *activity, const char *sql, int nargs, Datum extra)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-		MemoryContext ecxt = MemoryContextSwitchTo(step_context);
-
-		edata = CopyErrorData();
-		MemoryContextSwitchTo(ecxt);
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		if (geterrcode() == ERRCODE_QUERY_CANCELED)
 			PG_RE_THROW();
-		recover_from_error();
+		recover_from_error(cxt);
 		step_failed = true;
 	}
 	PG_END_TRY();
@@ -620,8 +615,7 @@ asyncrr_worker_main(Datum main_arg)
 			PG_CATCH();
 			{
 				/* log it, roll back, and try again on the next pass */
-				step_context = pass_context;
-				recover_from_error();
+				recover_from_error(pass_context);
 				failed = true;
 			}
 			PG_END_TRY();
