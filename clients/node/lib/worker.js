@@ -312,7 +312,7 @@ class Worker {
       for (const row of res.rows) this._start(row);
       return res.rows.length;
     } finally {
-      this._reserved -= n;
+      this._unreserve(n);
     }
   }
 
