@@ -48,6 +48,21 @@ build_and_install() {
 		echo "installed $("$PG_CONFIG" --pkglibdir)/asyncrr.so ($(git describe --always --dirty 2>/dev/null || echo '?'))"
 }
 
+# For the scripts that build nothing and drive the load in Python (the
+# ledger, the soak): exits with 2 unless the extension is installed and
+# python $1 has psycopg.
+require_installed_and_psycopg() {
+	if [ ! -f "$("$PG_CONFIG" --pkglibdir)/asyncrr.so" ] ||
+		[ ! -f "$("$PG_CONFIG" --sharedir)/extension/asyncrr.control" ]; then
+		echo "asyncrr is not installed: run make install (or test/run_tests.sh) first" >&2
+		exit 2
+	fi
+	if ! "$1" -c 'import psycopg' 2>/dev/null; then
+		echo "python3-psycopg is not installed (apt-get install python3-psycopg)" >&2
+		exit 2
+	fi
+}
+
 # A temporary directory owned by postgres, in $work.
 make_workdir() {
 	work=$(mktemp -d "/tmp/asyncrr-$1.XXXXXX")

@@ -21,15 +21,7 @@ cd "$(dirname "$(readlink -f "$0")")/../.."
 
 require_root test/ledger/run.sh
 PYTHON=/usr/bin/python3
-if [ ! -f "$("$PG_CONFIG" --pkglibdir)/asyncrr.so" ] ||
-	[ ! -f "$("$PG_CONFIG" --sharedir)/extension/asyncrr.control" ]; then
-	echo "asyncrr is not installed: run make install (or test/run_tests.sh) first" >&2
-	exit 2
-fi
-if ! "$PYTHON" -c 'import psycopg' 2>/dev/null; then
-	echo "python3-psycopg is not installed (apt-get install python3-psycopg)" >&2
-	exit 2
-fi
+require_installed_and_psycopg "$PYTHON"
 
 make_workdir ledger
 keep=""

@@ -72,15 +72,7 @@ if ! [[ "$minutes" =~ ^[0-9]+([.][0-9]+)?$ ]]; then
 	echo "--minutes wants a number" >&2
 	exit 2
 fi
-if [ ! -f "$("$PG_CONFIG" --pkglibdir)/asyncrr.so" ] ||
-	[ ! -f "$("$PG_CONFIG" --sharedir)/extension/asyncrr.control" ]; then
-	echo "asyncrr is not installed: run make install (or test/run_tests.sh) first" >&2
-	exit 2
-fi
-if ! "$PYTHON" -c 'import psycopg' 2>/dev/null; then
-	echo "python3-psycopg is not installed (apt-get install python3-psycopg)" >&2
-	exit 2
-fi
+require_installed_and_psycopg "$PYTHON"
 
 if awk "BEGIN { exit !($minutes <= 5) }"; then
 	interval=10 retention=20s naptime=10s label=short
