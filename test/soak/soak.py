@@ -325,6 +325,17 @@ class Client:
     def connect(self, suffix=""):
         return psycopg.connect(self.dsn(suffix), autocommit=True)
 
+    def lost(self, conn, e):
+        """After an error on conn: count it, close conn (if any) and pause
+        before the caller reconnects."""
+        self.stats.error(f"{type(e).__name__}: {e}")
+        try:
+            if conn is not None:
+                conn.close()
+        except Exception:
+            pass
+        time.sleep(0.5)
+
     def new_request(self):
         """(queue, payload, timeout) of the next request; payload["plan"] is its plan."""
         plan = weighted(PLANS, self.rnd)
@@ -398,14 +409,8 @@ class Client:
                 for r in inbox.replies(timeout=budget):
                     self.reply(inflight, r)
             except psycopg.Error as e:
-                self.stats.error(f"{type(e).__name__}: {e}")
-                try:
-                    if conn is not None:
-                        conn.close()
-                except Exception:
-                    pass
+                self.lost(conn, e)
                 conn = inbox = None
-                time.sleep(0.5)
         # Stopped: send nothing more; take the replies still to come (the
         # longest timeout is the queue's 10 s).
         until = time.time() + 12
@@ -467,14 +472,8 @@ class Client:
                     r = self.asyncrr.call(conn, q, payload, timeout=timeout)
                     self.stats.got(r.status, time.monotonic() - t0, plan=payload["plan"])
                 except psycopg.Error as e:
-                    self.stats.error(f"{type(e).__name__}: {e}")
-                    try:
-                        if conn is not None:
-                            conn.close()
-                    except Exception:
-                        pass
+                    self.lost(conn, e)
                     conn = None
-                    time.sleep(0.5)
             if conn is not None:
                 conn.close()
 
