@@ -5,6 +5,8 @@
 
 MODULE_big = asyncrr
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+# every file includes the shared header: a change to it rebuilds them all
+$(OBJS): src/asyncrr.h
 PG_CPPFLAGS = -I$(srcdir)/src
 
 EXTENSION = asyncrr

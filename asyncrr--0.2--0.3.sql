@@ -36,6 +36,27 @@ ALTER TABLE asyncrr.queue
     ADD COLUMN max_timeout interval CHECK (max_timeout > interval '0');
 
 ------------------------------------------------------------------------------
+-- Delayed requests, order per key, scatter-gather, progress (issue 16)
+------------------------------------------------------------------------------
+
+ALTER TABLE asyncrr.request
+    ADD COLUMN not_before timestamptz,
+    ADD COLUMN ordering_key text,
+    ADD COLUMN key_seq bigint,
+    ADD COLUMN gather uuid,
+    ADD COLUMN progress jsonb,
+    ADD COLUMN progress_at timestamptz,
+    ADD CHECK ((ordering_key IS NULL) = (key_seq IS NULL));
+ALTER TABLE asyncrr.dead_letter
+    ADD COLUMN progress jsonb,
+    ADD COLUMN progress_at timestamptz,
+    ADD COLUMN ordering_key text;
+-- Places in the order of an ordering key (src/request.c)
+CREATE SEQUENCE asyncrr.request_key_seq;
+REVOKE ALL ON SEQUENCE asyncrr.request_key_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('asyncrr.request_key_seq', '');
+
+------------------------------------------------------------------------------
 -- Helpers
 ------------------------------------------------------------------------------
 
@@ -177,7 +198,8 @@ DROP FUNCTION asyncrr.status(uuid);
 CREATE FUNCTION asyncrr._status(correlation_id uuid)
     RETURNS TABLE(correlation_id uuid, queue_name text, state text, attempt integer, worker text,
                   submitted_at timestamptz, deadline timestamptz, finished_at timestamptz,
-                  reply jsonb, error text, dead_letter_reason text)
+                  reply jsonb, error text, dead_letter_reason text,
+                  progress jsonb, progress_at timestamptz)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT asyncrr._require('requester', 'status');
@@ -186,14 +208,16 @@ AS $$
            coalesce(r.reply, r.late_reply), r.error,
            nullif(concat_ws(' ', r.dead_letter_reason,
                             '(redriven as ' || r.redriven_to || ')',
-                            '(redriven from ' || r.redriven_from || ')'), '')
+                            '(redriven from ' || r.redriven_from || ')'), ''),
+           r.progress, r.progress_at
       FROM asyncrr.request r
      WHERE r.correlation_id = $1 AND asyncrr._sees(r.owner_role)
 $$;
 CREATE FUNCTION asyncrr.status(correlation_id uuid)
     RETURNS TABLE(correlation_id uuid, queue_name text, state text, attempt integer, worker text,
                   submitted_at timestamptz, deadline timestamptz, finished_at timestamptz,
-                  reply jsonb, error text, dead_letter_reason text)
+                  reply jsonb, error text, dead_letter_reason text,
+                  progress jsonb, progress_at timestamptz)
     LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
 COMMENT ON FUNCTION asyncrr.status(uuid) IS
@@ -501,7 +525,18 @@ COMMENT ON FUNCTION asyncrr.list_waiters() IS
 
 DROP INDEX asyncrr.request_lease_idx, asyncrr.request_live_queue_idx,
            asyncrr.request_live_inbox_idx, asyncrr.request_reply_idx,
-           asyncrr.request_deadline_idx;
+           asyncrr.request_deadline_idx, asyncrr.request_claim_idx;
+-- claim: the next claimable request of a queue, highest priority, then oldest
+CREATE INDEX request_claim_idx ON asyncrr.request (queue_name, priority DESC, submitted_at)
+    WHERE state = 'pending' AND not_before IS NULL;
+-- the worker, queue by queue: delayed requests whose time has come
+CREATE INDEX request_delayed_idx ON asyncrr.request (queue_name, not_before)
+    WHERE state = 'pending' AND not_before IS NOT NULL;
+-- claim: is an earlier request of this ordering key still live?
+CREATE INDEX request_key_idx ON asyncrr.request (queue_name, ordering_key, key_seq)
+    WHERE ordering_key IS NOT NULL AND state IN ('pending', 'claimed');
+-- a scatter's parts
+CREATE INDEX request_gather_idx ON asyncrr.request (gather) WHERE gather IS NOT NULL;
 CREATE INDEX request_claimed_idx ON asyncrr.request (queue_name, lease_until)
     WHERE state = 'claimed';
 CREATE INDEX request_deadline_idx ON asyncrr.request (deadline) WHERE finished_at IS NULL;
@@ -558,7 +593,12 @@ AS $$
                  (SELECT min(l.lease_until) FROM asyncrr.queue q
                    CROSS JOIN LATERAL (SELECT r.lease_until FROM asyncrr.request r
                                         WHERE r.state = 'claimed' AND r.queue_name = q.queue_name
-                                        ORDER BY r.lease_until LIMIT 1) l))
+                                        ORDER BY r.lease_until LIMIT 1) l),
+                 (SELECT min(d.not_before) FROM asyncrr.queue q
+                   CROSS JOIN LATERAL (SELECT r.not_before FROM asyncrr.request r
+                                        WHERE r.state = 'pending' AND r.not_before IS NOT NULL
+                                          AND r.queue_name = q.queue_name
+                                        ORDER BY r.not_before LIMIT 1) d))
 $$;
 
 ------------------------------------------------------------------------------
@@ -568,7 +608,8 @@ $$;
 
 CREATE OR REPLACE VIEW asyncrr.pending WITH (security_barrier) AS
 SELECT r.queue_name, r.correlation_id, r.state, r.priority, r.attempt, r.worker,
-       r.submitted_at, r.deadline, r.lease_until, r.inbox_name AS inbox, r.owner_role AS owner
+       r.submitted_at, r.deadline, r.lease_until, r.inbox_name AS inbox, r.owner_role AS owner,
+       r.not_before, r.ordering_key
   FROM asyncrr.request r
  WHERE r.state IN ('pending', 'claimed')
    AND (pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER') OR r.owner_role = current_user);
@@ -576,9 +617,11 @@ SELECT r.queue_name, r.correlation_id, r.state, r.priority, r.attempt, r.worker,
 CREATE OR REPLACE VIEW asyncrr.dead_letters WITH (security_barrier) AS
 SELECT d.queue_name, d.correlation_id, d.reason, d.attempt, d.worker, d.last_error,
        d.payload, d.headers, d.reply, d.late_reply, d.inbox_name AS inbox,
-       d.submitted_at, d.dead_lettered_at, d.owner_role AS owner
+       d.submitted_at, d.dead_lettered_at, d.owner_role AS owner, d.progress, d.progress_at
   FROM asyncrr.dead_letter d
  WHERE pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER') OR d.owner_role = current_user;
+COMMENT ON VIEW asyncrr.pending IS 'live requests (pending or claimed) of this role (administrators: all), with their deadlines, leases, inboxes, the time a delayed one becomes claimable (not_before) and ordering keys';
+COMMENT ON VIEW asyncrr.dead_letters IS 'dead-lettered requests of this role (administrators: all) with reason, payload, attempt, last error, any late reply and the last progress reported';
 
 -- A worker with claim on a queue sees all of its requests counted; a
 -- requester with submit only its own.  (The rule of src/privilege.c's
@@ -721,6 +764,69 @@ CREATE FUNCTION asyncrr.complete_and_claim(queue_name text, correlation_ids uuid
 COMMENT ON FUNCTION asyncrr.complete_and_claim(text, uuid[], jsonb[], integer[], integer, interval, text) IS
     'complete_many() then claim() without waiting, in one statement and one commit: a busy worker''s one round trip per batch; returns each completion''s outcome, then the claimed requests (outcome claimed); never sleeps';
 
+-- delayed requests and order per key (issue 16): two trailing arguments
+DROP FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb);
+DROP FUNCTION asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb);
+CREATE FUNCTION asyncrr.submit(queue_name text, payload jsonb, timeout interval DEFAULT NULL,
+                               correlation_id uuid DEFAULT NULL, priority integer DEFAULT 0,
+                               headers jsonb DEFAULT NULL, not_before timestamptz DEFAULT NULL,
+                               ordering_key text DEFAULT NULL) RETURNS uuid
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_submit';
+COMMENT ON FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb, timestamptz, text) IS
+    'enqueue a request whose reply goes to this session''s inbox; idempotent per correlation id; not claimable before not_before; claimed after the earlier requests of its ordering_key in the queue have ended; returns the id';
+
+CREATE FUNCTION asyncrr.submit_many(queue_name text, payloads jsonb[], timeout interval DEFAULT NULL,
+                                    correlation_ids uuid[] DEFAULT NULL, priority integer DEFAULT 0,
+                                    headers jsonb DEFAULT NULL, not_before timestamptz DEFAULT NULL,
+                                    ordering_key text DEFAULT NULL) RETURNS SETOF uuid
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_submit_many';
+COMMENT ON FUNCTION asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb, timestamptz, text) IS
+    'submit() for many payloads in one call, all or nothing (correlation_ids, if given, pair with payloads; NULL elements get new ids; one ordering_key keeps payload order); returns the ids in payload order';
+
+-- Scatter-gather (src/request.c): a gather is a request of no queue whose
+-- parts are ordinary requests of theirs; it ends when its last part does.
+CREATE FUNCTION asyncrr.scatter(queue_names text[], payload jsonb, timeout interval DEFAULT NULL,
+                                correlation_id uuid DEFAULT NULL, headers jsonb DEFAULT NULL)
+    RETURNS uuid
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_scatter';
+COMMENT ON FUNCTION asyncrr.scatter(text[], jsonb, interval, uuid, jsonb) IS
+    'one request (the gather, whose id it returns) made of one request per queue with the same payload; its reply, once every part has ended or at its deadline, is an object keyed by queue name; idempotent per correlation id';
+
+CREATE FUNCTION asyncrr._parts(correlation_id uuid)
+    RETURNS TABLE(correlation_id uuid, queue_name text, state text, reply jsonb, error text)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT asyncrr._require('requester', 'parts');
+    SELECT p.correlation_id, p.queue_name, p.state, p.reply, p.error
+      FROM asyncrr.request p
+     WHERE p.gather = $1 AND asyncrr._sees(p.owner_role)
+     ORDER BY p.queue_name
+$$;
+CREATE FUNCTION asyncrr.parts(correlation_id uuid)
+    RETURNS TABLE(correlation_id uuid, queue_name text, state text, reply jsonb, error text)
+    LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.parts(uuid) IS
+    'the parts of a gather of this role (asyncrr.scatter), by queue name: id, queue, state, reply, error; none for an unknown id or another role''s';
+
+-- Progress of a long job: recorded on the request, told to the
+-- requester's channel after commit (status progress); the reply is unchanged.
+CREATE FUNCTION asyncrr.report_progress(correlation_id uuid, progress jsonb, attempt integer)
+    RETURNS boolean
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_report_progress';
+COMMENT ON FUNCTION asyncrr.report_progress(uuid, jsonb, integer) IS
+    'record the progress of the claim with this attempt and tell the requester (status progress); false, recording nothing, if the request has ended or the claim is no longer current';
+
+CREATE FUNCTION asyncrr.report_progress(correlation_id uuid, progress jsonb) RETURNS boolean
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_report_progress';
+COMMENT ON FUNCTION asyncrr.report_progress(uuid, jsonb) IS
+    'record the progress of a claimed request and tell its requester (status progress); false, recording nothing, if it has ended or this session''s claim was superseded';
+
 ------------------------------------------------------------------------------
 -- Privileges (doc/security.md): the internal functions are the owner's
 -- alone; each role may run its user-facing functions.
@@ -729,8 +835,10 @@ COMMENT ON FUNCTION asyncrr.complete_and_claim(text, uuid[], jsonb[], integer[],
 REVOKE ALL ON ALL ROUTINES IN SCHEMA asyncrr FROM PUBLIC, asyncrr_requester, asyncrr_worker, asyncrr_admin;
 
 GRANT EXECUTE ON FUNCTION
-    asyncrr.open_inbox(text), asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb),
-    asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb),
+    asyncrr.open_inbox(text),
+    asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb, timestamptz, text),
+    asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb, timestamptz, text),
+    asyncrr.scatter(text[], jsonb, interval, uuid, jsonb), asyncrr.parts(uuid),
     asyncrr.take_replies(integer), asyncrr.cancel(uuid), asyncrr.close_inbox(boolean),
     asyncrr.status(uuid), asyncrr.wait(uuid, interval)
 TO asyncrr_requester, asyncrr_admin;
@@ -745,7 +853,8 @@ GRANT EXECUTE ON FUNCTION
     asyncrr.complete_many(uuid[], jsonb[], integer[]),
     asyncrr.complete_and_claim(text, uuid[], jsonb[], integer[], integer, interval, text),
     asyncrr.fail(uuid, text, boolean), asyncrr.fail(uuid, text, integer, boolean),
-    asyncrr.extend_lease(uuid, interval), asyncrr.extend_lease(uuid, interval, integer)
+    asyncrr.extend_lease(uuid, interval), asyncrr.extend_lease(uuid, interval, integer),
+    asyncrr.report_progress(uuid, jsonb), asyncrr.report_progress(uuid, jsonb, integer)
 TO asyncrr_worker, asyncrr_admin;
 GRANT EXECUTE ON PROCEDURE asyncrr.wait_for_work(text, interval, boolean)
 TO asyncrr_worker, asyncrr_admin;

@@ -131,17 +131,38 @@ CREATE TABLE asyncrr.request (
     -- the earlier ones (asyncrr_backend_id() and stale_claim() in src/)
     claimed_by          text,
     earlier_claimers    text[],
+    -- a delayed request: not claimable before this time, when the worker
+    -- clears it (its deadline counts from it); NULL: claimable
+    not_before          timestamptz,
+    -- order per key: within a queue, a request with a key is claimed only
+    -- when no request of its key with a smaller key_seq is live
+    ordering_key        text,
+    key_seq             bigint,
+    -- a part of a scatter: its gather (a request of queue "(scatter)")
+    gather              uuid,
+    -- the latest progress its worker reported, and when
+    progress            jsonb,
+    progress_at         timestamptz,
     CHECK ((state IN ('pending', 'claimed')) = (finished_at IS NULL)),
-    CHECK ((state = 'claimed') = (lease_until IS NOT NULL))
+    CHECK ((state = 'claimed') = (lease_until IS NOT NULL)),
+    CHECK ((ordering_key IS NULL) = (key_seq IS NULL))
 );
 -- Each statement on asyncrr.request has one index it can use (src/request.c):
 -- the partial indexes' predicates are written so that no statement's WHERE
 -- clause implies two of them.  So no plan depends on the statistics, which
 -- say the table is empty for a while after retention emptied it.
 --
--- claim: the next pending request of a queue, highest priority, then oldest
+-- claim: the next claimable request of a queue, highest priority, then oldest
 CREATE INDEX request_claim_idx ON asyncrr.request (queue_name, priority DESC, submitted_at)
-    WHERE state = 'pending';
+    WHERE state = 'pending' AND not_before IS NULL;
+-- the worker, queue by queue: delayed requests whose time has come
+CREATE INDEX request_delayed_idx ON asyncrr.request (queue_name, not_before)
+    WHERE state = 'pending' AND not_before IS NOT NULL;
+-- claim: is an earlier request of this ordering key still live?
+CREATE INDEX request_key_idx ON asyncrr.request (queue_name, ordering_key, key_seq)
+    WHERE ordering_key IS NOT NULL AND state IN ('pending', 'claimed');
+-- a scatter's parts
+CREATE INDEX request_gather_idx ON asyncrr.request (gather) WHERE gather IS NOT NULL;
 -- claim and the worker, queue by queue: leases that ran out
 CREATE INDEX request_claimed_idx ON asyncrr.request (queue_name, lease_until)
     WHERE state = 'claimed';
@@ -184,7 +205,10 @@ CREATE TABLE asyncrr.dead_letter (
     reply             jsonb,
     late_reply        jsonb,
     submitted_at      timestamptz NOT NULL,
-    dead_lettered_at  timestamptz NOT NULL
+    dead_lettered_at  timestamptz NOT NULL,
+    progress          jsonb,
+    progress_at       timestamptz,
+    ordering_key      text
 );
 CREATE INDEX dead_letter_queue_idx ON asyncrr.dead_letter (queue_name, reason);
 CREATE INDEX dead_letter_time_idx ON asyncrr.dead_letter (dead_lettered_at);
@@ -200,6 +224,11 @@ SELECT pg_catalog.pg_extension_config_dump('asyncrr.queue_grant', '');
 SELECT pg_catalog.pg_extension_config_dump('asyncrr.inbox', '');
 SELECT pg_catalog.pg_extension_config_dump('asyncrr.request', '');
 SELECT pg_catalog.pg_extension_config_dump('asyncrr.dead_letter', '');
+
+-- Places in the order of an ordering key (src/request.c)
+CREATE SEQUENCE asyncrr.request_key_seq;
+REVOKE ALL ON SEQUENCE asyncrr.request_key_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('asyncrr.request_key_seq', '');
 
 ------------------------------------------------------------------------------
 -- Internal helpers, in C: src/check.c, src/inbox.c, src/privilege.c,
@@ -577,19 +606,21 @@ COMMENT ON FUNCTION asyncrr.open_inbox(text) IS
 -- a dozen nested functions.
 CREATE FUNCTION asyncrr.submit(queue_name text, payload jsonb, timeout interval DEFAULT NULL,
                                correlation_id uuid DEFAULT NULL, priority integer DEFAULT 0,
-                               headers jsonb DEFAULT NULL) RETURNS uuid
+                               headers jsonb DEFAULT NULL, not_before timestamptz DEFAULT NULL,
+                               ordering_key text DEFAULT NULL) RETURNS uuid
     LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_submit';
-COMMENT ON FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb) IS
-    'enqueue a request whose reply goes to this session''s inbox; idempotent per correlation id; returns the id';
+COMMENT ON FUNCTION asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb, timestamptz, text) IS
+    'enqueue a request whose reply goes to this session''s inbox; idempotent per correlation id; not claimable before not_before; claimed after the earlier requests of its ordering_key in the queue have ended; returns the id';
 
 CREATE FUNCTION asyncrr.submit_many(queue_name text, payloads jsonb[], timeout interval DEFAULT NULL,
                                     correlation_ids uuid[] DEFAULT NULL, priority integer DEFAULT 0,
-                                    headers jsonb DEFAULT NULL) RETURNS SETOF uuid
+                                    headers jsonb DEFAULT NULL, not_before timestamptz DEFAULT NULL,
+                                    ordering_key text DEFAULT NULL) RETURNS SETOF uuid
     LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_submit_many';
-COMMENT ON FUNCTION asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb) IS
-    'submit() for many payloads in one call, all or nothing (correlation_ids, if given, pair with payloads; NULL elements get new ids); returns the ids in payload order';
+COMMENT ON FUNCTION asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb, timestamptz, text) IS
+    'submit() for many payloads in one call, all or nothing (correlation_ids, if given, pair with payloads; NULL elements get new ids; one ordering_key keeps payload order); returns the ids in payload order';
 
 CREATE FUNCTION asyncrr.take_replies(max_replies integer DEFAULT 100)
     RETURNS TABLE(correlation_id uuid, status text, reply jsonb, error text, finished_at timestamptz)
@@ -615,7 +646,8 @@ COMMENT ON FUNCTION asyncrr.close_inbox(boolean) IS
 CREATE FUNCTION asyncrr._status(correlation_id uuid)
     RETURNS TABLE(correlation_id uuid, queue_name text, state text, attempt integer, worker text,
                   submitted_at timestamptz, deadline timestamptz, finished_at timestamptz,
-                  reply jsonb, error text, dead_letter_reason text)
+                  reply jsonb, error text, dead_letter_reason text,
+                  progress jsonb, progress_at timestamptz)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT asyncrr._require('requester', 'status');
@@ -624,18 +656,47 @@ AS $$
            coalesce(r.reply, r.late_reply), r.error,
            nullif(concat_ws(' ', r.dead_letter_reason,
                             '(redriven as ' || r.redriven_to || ')',
-                            '(redriven from ' || r.redriven_from || ')'), '')
+                            '(redriven from ' || r.redriven_from || ')'), ''),
+           r.progress, r.progress_at
       FROM asyncrr.request r
      WHERE r.correlation_id = $1 AND asyncrr._sees(r.owner_role)
 $$;
 CREATE FUNCTION asyncrr.status(correlation_id uuid)
     RETURNS TABLE(correlation_id uuid, queue_name text, state text, attempt integer, worker text,
                   submitted_at timestamptz, deadline timestamptz, finished_at timestamptz,
-                  reply jsonb, error text, dead_letter_reason text)
+                  reply jsonb, error text, dead_letter_reason text,
+                  progress jsonb, progress_at timestamptz)
     LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
 COMMENT ON FUNCTION asyncrr.status(uuid) IS
     'the whole story of one request of this role, live or ended: one row, or none for an unknown id or another role''s';
+
+-- Scatter-gather (src/request.c): a gather is a request of no queue whose
+-- parts are ordinary requests of theirs; it ends when its last part does.
+CREATE FUNCTION asyncrr.scatter(queue_names text[], payload jsonb, timeout interval DEFAULT NULL,
+                                correlation_id uuid DEFAULT NULL, headers jsonb DEFAULT NULL)
+    RETURNS uuid
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_scatter';
+COMMENT ON FUNCTION asyncrr.scatter(text[], jsonb, interval, uuid, jsonb) IS
+    'one request (the gather, whose id it returns) made of one request per queue with the same payload; its reply, once every part has ended or at its deadline, is an object keyed by queue name; idempotent per correlation id';
+
+CREATE FUNCTION asyncrr._parts(correlation_id uuid)
+    RETURNS TABLE(correlation_id uuid, queue_name text, state text, reply jsonb, error text)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT asyncrr._require('requester', 'parts');
+    SELECT p.correlation_id, p.queue_name, p.state, p.reply, p.error
+      FROM asyncrr.request p
+     WHERE p.gather = $1 AND asyncrr._sees(p.owner_role)
+     ORDER BY p.queue_name
+$$;
+CREATE FUNCTION asyncrr.parts(correlation_id uuid)
+    RETURNS TABLE(correlation_id uuid, queue_name text, state text, reply jsonb, error text)
+    LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_as_owner';
+COMMENT ON FUNCTION asyncrr.parts(uuid) IS
+    'the parts of a gather of this role (asyncrr.scatter), by queue name: id, queue, state, reply, error; none for an unknown id or another role''s';
 
 ------------------------------------------------------------------------------
 -- Workers
@@ -718,6 +779,21 @@ AS $$
 $$;
 COMMENT ON FUNCTION asyncrr.extend_lease(uuid, interval) IS
     'heartbeat for long work: the claim''s lease now ends extra from now; returns the new end';
+
+-- Progress of a long job: recorded on the request, told to the
+-- requester's channel after commit (status progress); the reply is unchanged.
+CREATE FUNCTION asyncrr.report_progress(correlation_id uuid, progress jsonb, attempt integer)
+    RETURNS boolean
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_report_progress';
+COMMENT ON FUNCTION asyncrr.report_progress(uuid, jsonb, integer) IS
+    'record the progress of the claim with this attempt and tell the requester (status progress); false, recording nothing, if the request has ended or the claim is no longer current';
+
+CREATE FUNCTION asyncrr.report_progress(correlation_id uuid, progress jsonb) RETURNS boolean
+    LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'asyncrr_report_progress';
+COMMENT ON FUNCTION asyncrr.report_progress(uuid, jsonb) IS
+    'record the progress of a claimed request and tell its requester (status progress); false, recording nothing, if it has ended or this session''s claim was superseded';
 
 ------------------------------------------------------------------------------
 -- Waiting without LISTEN (src/wait.c): a backend sleeps on its latch and
@@ -810,19 +886,20 @@ COMMENT ON FUNCTION asyncrr.purge_dead_letters(interval) IS
 
 CREATE VIEW asyncrr.pending WITH (security_barrier) AS
 SELECT r.queue_name, r.correlation_id, r.state, r.priority, r.attempt, r.worker,
-       r.submitted_at, r.deadline, r.lease_until, r.inbox_name AS inbox, r.owner_role AS owner
+       r.submitted_at, r.deadline, r.lease_until, r.inbox_name AS inbox, r.owner_role AS owner,
+       r.not_before, r.ordering_key
   FROM asyncrr.request r
  WHERE r.state IN ('pending', 'claimed')
    AND (pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER') OR r.owner_role = current_user);
-COMMENT ON VIEW asyncrr.pending IS 'live requests (pending or claimed) of this role (administrators: all), with their deadlines, leases and inboxes';
+COMMENT ON VIEW asyncrr.pending IS 'live requests (pending or claimed) of this role (administrators: all), with their deadlines, leases, inboxes, the time a delayed one becomes claimable (not_before) and ordering keys';
 
 CREATE VIEW asyncrr.dead_letters WITH (security_barrier) AS
 SELECT d.queue_name, d.correlation_id, d.reason, d.attempt, d.worker, d.last_error,
        d.payload, d.headers, d.reply, d.late_reply, d.inbox_name AS inbox,
-       d.submitted_at, d.dead_lettered_at, d.owner_role AS owner
+       d.submitted_at, d.dead_lettered_at, d.owner_role AS owner, d.progress, d.progress_at
   FROM asyncrr.dead_letter d
  WHERE pg_catalog.pg_has_role(current_user, 'asyncrr_admin', 'MEMBER') OR d.owner_role = current_user;
-COMMENT ON VIEW asyncrr.dead_letters IS 'dead-lettered requests of this role (administrators: all) with reason, payload, attempt, last error and any late reply';
+COMMENT ON VIEW asyncrr.dead_letters IS 'dead-lettered requests of this role (administrators: all) with reason, payload, attempt, last error, any late reply and the last progress reported';
 
 -- A worker with claim on a queue sees all of its requests counted; a
 -- requester with submit only its own.  (The rule of src/privilege.c's
@@ -961,7 +1038,8 @@ CREATE FUNCTION asyncrr._expire_deadlines(batch_size integer) RETURNS integer
     AS 'MODULE_PATHNAME', 'asyncrr_expire_deadlines';
 
 -- Claimed requests whose lease ran out go back to pending, or, when that
--- was their last attempt, are dead-lettered (reason max_attempts).
+-- was their last attempt, are dead-lettered (reason max_attempts); delayed
+-- requests whose time has come become claimable.
 CREATE FUNCTION asyncrr._expire_leases(batch_size integer) RETURNS integer
     LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'asyncrr_expire_leases';
@@ -1011,8 +1089,9 @@ AS $$
 $$;
 
 -- When the worker must look next: the earliest deadline (the first entry
--- of request_deadline_idx) or lease end (the first of each queue's in
--- request_claimed_idx).
+-- of request_deadline_idx), lease end (the first of each queue's in
+-- request_claimed_idx) or time a delayed request becomes claimable (the
+-- first of each queue's in request_delayed_idx).
 CREATE FUNCTION asyncrr._next_event() RETURNS timestamptz
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1021,7 +1100,12 @@ AS $$
                  (SELECT min(l.lease_until) FROM asyncrr.queue q
                    CROSS JOIN LATERAL (SELECT r.lease_until FROM asyncrr.request r
                                         WHERE r.state = 'claimed' AND r.queue_name = q.queue_name
-                                        ORDER BY r.lease_until LIMIT 1) l))
+                                        ORDER BY r.lease_until LIMIT 1) l),
+                 (SELECT min(d.not_before) FROM asyncrr.queue q
+                   CROSS JOIN LATERAL (SELECT r.not_before FROM asyncrr.request r
+                                        WHERE r.state = 'pending' AND r.not_before IS NOT NULL
+                                          AND r.queue_name = q.queue_name
+                                        ORDER BY r.not_before LIMIT 1) d))
 $$;
 
 ------------------------------------------------------------------------------
@@ -1035,8 +1119,10 @@ $$;
 REVOKE ALL ON ALL ROUTINES IN SCHEMA asyncrr FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
-    asyncrr.open_inbox(text), asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb),
-    asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb),
+    asyncrr.open_inbox(text),
+    asyncrr.submit(text, jsonb, interval, uuid, integer, jsonb, timestamptz, text),
+    asyncrr.submit_many(text, jsonb[], interval, uuid[], integer, jsonb, timestamptz, text),
+    asyncrr.scatter(text[], jsonb, interval, uuid, jsonb), asyncrr.parts(uuid),
     asyncrr.take_replies(integer), asyncrr.cancel(uuid), asyncrr.close_inbox(boolean),
     asyncrr.status(uuid), asyncrr.wait(uuid, interval)
 TO asyncrr_requester, asyncrr_admin;
@@ -1051,7 +1137,8 @@ GRANT EXECUTE ON FUNCTION
     asyncrr.complete_many(uuid[], jsonb[], integer[]),
     asyncrr.complete_and_claim(text, uuid[], jsonb[], integer[], integer, interval, text),
     asyncrr.fail(uuid, text, boolean), asyncrr.fail(uuid, text, integer, boolean),
-    asyncrr.extend_lease(uuid, interval), asyncrr.extend_lease(uuid, interval, integer)
+    asyncrr.extend_lease(uuid, interval), asyncrr.extend_lease(uuid, interval, integer),
+    asyncrr.report_progress(uuid, jsonb), asyncrr.report_progress(uuid, jsonb, integer)
 TO asyncrr_worker, asyncrr_admin;
 GRANT EXECUTE ON PROCEDURE asyncrr.wait_for_work(text, interval, boolean)
 TO asyncrr_worker, asyncrr_admin;

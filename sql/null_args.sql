@@ -71,6 +71,7 @@ BEGIN
                 WHEN 'jsonb[]' THEN 'ARRAY[''{}'']::jsonb[]'
                 WHEN 'integer' THEN CASE names[j] WHEN 'max_priority' THEN '100' ELSE '1' END
                 WHEN 'integer[]' THEN 'ARRAY[1]'
+                WHEN 'text[]' THEN 'ARRAY[''na_q'']'
                 WHEN 'boolean' THEN 'false'
                 WHEN 'interval' THEN CASE names[j] WHEN 'max_timeout' THEN '''1 day''::interval'
                                                    ELSE '''10 milliseconds''::interval' END

@@ -41,8 +41,17 @@ extern int	asyncrr_precision;
 extern int	asyncrr_batch_size;
 extern char *asyncrr_database;
 
+/*
+ * The queue name of a scatter's gather (request.c): not a valid queue name
+ * (check.c), so no queue has it and no claim takes a gather.
+ */
+#define ASYNCRR_SCATTER_QUEUE "(scatter)"
+
 /* Inbox of the requests of CALL asyncrr.call: no channel, no inbox row. */
 #define ASYNCRR_CALL_INBOX "_call"
+
+/* Longest ordering key, in bytes. */
+#define ASYNCRR_ORDERING_KEY_MAX 200
 
 /* Longest worker name a claim records, in bytes. */
 #define ASYNCRR_WORKER_NAME_MAX 200
@@ -78,7 +87,7 @@ extern void asyncrr_check_claimable(text *queue);
 extern bool asyncrr_queue_has_work(text *queue);
 
 /* plan.c: a statement the C functions run, prepared on first use */
-#define ASYNCRR_PLAN_MAX_ARGS 10
+#define ASYNCRR_PLAN_MAX_ARGS 14
 typedef struct AsyncrrPlan
 {
 	const char *sql;
@@ -86,6 +95,8 @@ typedef struct AsyncrrPlan
 	Oid			argtypes[ASYNCRR_PLAN_MAX_ARGS];
 	SPIPlanPtr	plan;			/* NULL until first used */
 	int			size_class;		/* of asyncrr.request when it was made */
+	/* the same statement for a catalog not yet updated to 0.3, if it differs */
+	struct AsyncrrPlan *before_0_3;
 } AsyncrrPlan;
 
 /* What a statement returned: n rows */
@@ -145,6 +156,7 @@ extern void asyncrr_notify_shmem_startup(void);
 extern void asyncrr_register_dispatcher(void);
 extern void asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id,
 										   const char *status);
+extern void asyncrr_notify_progress_at_commit(text *inbox_name, pg_uuid_t *id);
 extern bool asyncrr_dispatcher_backlog(uint64 *n);
 
 /* worker.c */

@@ -303,22 +303,12 @@ asyncrr_notify_subxact_callback(SubXactEvent event)
 	}
 }
 
-/*
- * Notes the one notification of a reply, sent once the transaction commits
- * (request.c's end_request, the one place requests end, calls this); and
- * wakes the waiters of this reply at that commit.
- */
-void
-asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id, const char *status)
+/* Notes a notification to send once the transaction commits. */
+static void
+notify_at_commit(const char *inbox, pg_uuid_t *id, const char *status)
 {
-	char	   *inbox = text_to_cstring(inbox_name);
 	PendingNotice *p;
 
-	asyncrr_xact_changed();
-	asyncrr_wake_reply_at_commit(id);
-	/* a CALL asyncrr.call waits on its latch and has no channel */
-	if (strcmp(inbox, ASYNCRR_CALL_INBOX) == 0)
-		return;
 	if (strlen(inbox) >= NAMEDATALEN || strlen(status) >= STATUS_LEN)
 		elog(ERROR, "asyncrr: inbox name \"%s\" or status \"%s\" too long", inbox, status);
 
@@ -334,6 +324,47 @@ asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id, const char *stat
 	p->notice.id = *id;
 	strlcpy(p->notice.status, status, STATUS_LEN);
 	p->level = GetCurrentTransactionNestLevel();
+}
+
+/*
+ * Notes the one notification of a reply, sent once the transaction commits
+ * (request.c's end_request, the one place requests end, calls this); and
+ * wakes the waiters of this reply at that commit.
+ */
+void
+asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id, const char *status)
+{
+	char	   *inbox = text_to_cstring(inbox_name);
+
+	asyncrr_xact_changed();
+	asyncrr_wake_reply_at_commit(id);
+	/* a CALL asyncrr.call waits on its latch and has no channel */
+	if (strcmp(inbox, ASYNCRR_CALL_INBOX) == 0)
+		return;
+	notify_at_commit(inbox, id, status);
+}
+
+/*
+ * Notes the notification of a progress report (status "progress"), at most
+ * one per request per transaction; nobody waiting for the reply is woken,
+ * since there is none yet.  (A notification already noted at this level or
+ * an outer one is sent, or dropped, with this report.)
+ */
+void
+asyncrr_notify_progress_at_commit(text *inbox_name, pg_uuid_t *id)
+{
+	char	   *inbox = text_to_cstring(inbox_name);
+	int			level = GetCurrentTransactionNestLevel();
+
+	asyncrr_xact_changed();
+	if (strcmp(inbox, ASYNCRR_CALL_INBOX) == 0)
+		return;
+	for (int i = 0; i < n_pending; i++)
+		if (pending[i].level <= level &&
+			memcmp(pending[i].notice.id.data, id->data, UUID_LEN) == 0 &&
+			strcmp(pending[i].notice.status, "progress") == 0)
+			return;
+	notify_at_commit(inbox, id, "progress");
 }
 
 /*

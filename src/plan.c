@@ -72,6 +72,13 @@ asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls)
 	int			rc = 0;
 	AsyncrrRows *rows;
 
+	/*
+	 * This library serves a 0.1 or 0.2 catalog until ALTER EXTENSION asyncrr
+	 * UPDATE has run: a statement that names what 0.3 added has a variant
+	 * without it.
+	 */
+	if (p->before_0_3 != NULL && asyncrr_catalog_0_2())
+		p = p->before_0_3;
 	asyncrr_as_owner_begin(&save);
 	PG_TRY();
 	{

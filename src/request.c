@@ -65,6 +65,8 @@ PG_FUNCTION_INFO_V1(asyncrr_lock_queue_sql);
 PG_FUNCTION_INFO_V1(asyncrr_cancel);
 PG_FUNCTION_INFO_V1(asyncrr_fail);
 PG_FUNCTION_INFO_V1(asyncrr_extend_lease);
+PG_FUNCTION_INFO_V1(asyncrr_report_progress);
+PG_FUNCTION_INFO_V1(asyncrr_scatter);
 PG_FUNCTION_INFO_V1(asyncrr_drop_queue);
 PG_FUNCTION_INFO_V1(asyncrr_redrive);
 PG_FUNCTION_INFO_V1(asyncrr_redrive_queue);
@@ -77,20 +79,21 @@ PG_FUNCTION_INFO_V1(asyncrr_orphan_inboxes);
  * ----------------------------------------------------------------
  */
 
-static AsyncrrPlan queue_plan = {
-	"SELECT default_timeout, lease, max_attempts, max_depth, max_priority, max_timeout"
-	"  FROM asyncrr.queue WHERE queue_name = $1",
-	1, {TEXTOID}
-};
-
 /*
- * The same, before ALTER EXTENSION asyncrr UPDATE TO '0.3' has added the
- * bounds: this library serves a 0.2 catalog until then.
+ * A plan's before_0_3 is the same statement for a catalog that ALTER
+ * EXTENSION asyncrr UPDATE TO '0.3' has not yet updated (plan.c): this
+ * library serves it until then, without what 0.3 added.
  */
 static AsyncrrPlan queue_plan_0_2 = {
 	"SELECT default_timeout, lease, max_attempts, max_depth, NULL::integer, NULL::interval"
 	"  FROM asyncrr.queue WHERE queue_name = $1",
 	1, {TEXTOID}
+};
+
+static AsyncrrPlan queue_plan = {
+	"SELECT default_timeout, lease, max_attempts, max_depth, max_priority, max_timeout"
+	"  FROM asyncrr.queue WHERE queue_name = $1",
+	1, {TEXTOID}, .before_0_3 = &queue_plan_0_2
 };
 
 /* submit: the ids among these that exist already, in id order */
@@ -102,10 +105,10 @@ static AsyncrrPlan known_ids_plan = {
 
 /*
  * backpressure: counted under the statement's snapshot, not serialized;
- * pending (request_claim_idx) and claimed (request_claimed_idx) requests,
- * up to $2 of each
+ * pending (request_claim_idx), delayed (request_delayed_idx) and claimed
+ * (request_claimed_idx) requests, up to $2 of each
  */
-static AsyncrrPlan depth_plan = {
+static AsyncrrPlan depth_plan_0_2 = {
 	"SELECT (SELECT count(*) FROM (SELECT 1 FROM asyncrr.request l"
 	"         WHERE l.state = 'pending' AND l.queue_name = $1 LIMIT $2) p)"
 	"     + (SELECT count(*) FROM (SELECT 1 FROM asyncrr.request l"
@@ -113,9 +116,15 @@ static AsyncrrPlan depth_plan = {
 	2, {TEXTOID, INT4OID}
 };
 
-static AsyncrrPlan open_session_inbox_plan = {
-	"SELECT (asyncrr._hold_inbox(asyncrr._session_inbox_name(), false)).inbox_name",
-	0, {InvalidOid}
+static AsyncrrPlan depth_plan = {
+	"SELECT (SELECT count(*) FROM (SELECT 1 FROM asyncrr.request l"
+	"         WHERE l.state = 'pending' AND l.not_before IS NULL AND l.queue_name = $1 LIMIT $2) p)"
+	"     + (SELECT count(*) FROM (SELECT 1 FROM asyncrr.request l"
+	"         WHERE l.state = 'pending' AND l.not_before IS NOT NULL AND l.queue_name = $1"
+	"         LIMIT $2) d)"
+	"     + (SELECT count(*) FROM (SELECT 1 FROM asyncrr.request l"
+	"         WHERE l.state = 'claimed' AND l.queue_name = $1 LIMIT $2) c)",
+	2, {TEXTOID, INT4OID}, .before_0_3 = &depth_plan_0_2
 };
 
 /* (named _open_inbox until 0.3) */
@@ -124,12 +133,29 @@ static AsyncrrPlan open_session_inbox_plan_0_2 = {
 	0, {InvalidOid}
 };
 
+static AsyncrrPlan open_session_inbox_plan = {
+	"SELECT (asyncrr._hold_inbox(asyncrr._session_inbox_name(), false)).inbox_name",
+	0, {InvalidOid}, .before_0_3 = &open_session_inbox_plan_0_2
+};
+
 /*
- * New requests (submit, redrive): ids $1 and payloads $4 (arrays, or one
- * of each in insert_one_plan), queue $2, inbox $3, headers $5, priority $6,
- * max_attempts $7, timeout $8, owner $9, the dead letter redriven $10
+ * New requests (submit, scatter, redrive): ids $1, payloads $4 and
+ * ordering key places $13 (arrays, or one of each in insert_one_plan),
+ * queue $2, inbox $3, headers $5, priority $6, max_attempts $7, timeout $8,
+ * owner $9, the dead letter redriven $10, not_before $11 (NULL: now; the
+ * deadline counts from it), ordering key $12, the gather of a part $14
  */
-#define INSERT_REQUESTS(ID, PAYLOAD, FROM) \
+#define INSERT_REQUESTS(ID, PAYLOAD, SEQ, FROM) \
+	"INSERT INTO asyncrr.request" \
+	"       (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority," \
+	"        state, max_attempts, submitted_at, timeout, deadline, redriven_from," \
+	"        not_before, ordering_key, key_seq, gather)" \
+	" SELECT " ID ", $2, $3, $9, " PAYLOAD ", $5, $6, 'pending', $7, now(), $8," \
+	"        coalesce($11, now()) + $8, $10, $11, $12, " SEQ ", $14" \
+	FROM \
+	" ON CONFLICT DO NOTHING RETURNING deadline"
+
+#define INSERT_REQUESTS_0_2(ID, PAYLOAD, FROM) \
 	"INSERT INTO asyncrr.request" \
 	"       (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority," \
 	"        state, max_attempts, submitted_at, timeout, deadline, redriven_from)" \
@@ -137,17 +163,40 @@ static AsyncrrPlan open_session_inbox_plan_0_2 = {
 	FROM \
 	" ON CONFLICT DO NOTHING RETURNING deadline"
 
-static AsyncrrPlan insert_plan = {
-	INSERT_REQUESTS("i.id", "i.payload",
-					" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($4)) AS i(id, payload)"),
+static AsyncrrPlan insert_plan_0_2 = {
+	INSERT_REQUESTS_0_2("i.id", "i.payload",
+						" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($4)) AS i(id, payload)"),
 	10, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, INT4OID, INTERVALOID,
 	NAMEOID, UUIDOID}
 };
 
-static AsyncrrPlan insert_one_plan = {
-	INSERT_REQUESTS("$1", "$4", ""),
+static AsyncrrPlan insert_one_plan_0_2 = {
+	INSERT_REQUESTS_0_2("$1", "$4", ""),
 	10, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, INTERVALOID, NAMEOID,
 	UUIDOID}
+};
+
+static AsyncrrPlan insert_plan = {
+	INSERT_REQUESTS("i.id", "i.payload", "i.seq",
+					" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($4),"
+					"                 pg_catalog.unnest($13)) AS i(id, payload, seq)"),
+	14, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, INT4OID, INTERVALOID,
+	NAMEOID, UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8ARRAYOID, UUIDOID},
+	.before_0_3 = &insert_plan_0_2
+};
+
+static AsyncrrPlan insert_one_plan = {
+	INSERT_REQUESTS("$1", "$4", "$13", ""),
+	14, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, INTERVALOID, NAMEOID,
+	UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID, UUIDOID},
+	.before_0_3 = &insert_one_plan_0_2
+};
+
+/* places in the order of an ordering key: $1 of them, increasing */
+static AsyncrrPlan key_places_plan = {
+	"SELECT pg_catalog.array_agg(pg_catalog.nextval('asyncrr.request_key_seq'))"
+	"  FROM pg_catalog.generate_series(1, $1)",
+	1, {INT4OID}
 };
 
 /*
@@ -163,31 +212,56 @@ static AsyncrrPlan expired_plan = {
 	3, {TEXTOID, TIMESTAMPTZOID, INT4OID}
 };
 
-static AsyncrrPlan claim_plan = {
-	"WITH claimed AS ("
-	"  UPDATE asyncrr.request r"
-	"     SET state = 'claimed', attempt = r.attempt + 1, worker = $4,"
-	"         claimed_at = $2, lease_until = $5, claimed_by = $6,"
-	"         earlier_claimers = CASE WHEN r.claimed_by IS NULL THEN r.earlier_claimers"
-	"                                 ELSE r.earlier_claimers || r.claimed_by END"
-	"   WHERE r.correlation_id = ANY ($7 || ARRAY("
-	"           SELECT c.correlation_id FROM asyncrr.request c"
-	"            WHERE c.state = 'pending' AND c.queue_name = $1 AND c.deadline > $2"
-	"            ORDER BY c.priority DESC, c.submitted_at"
-	"            LIMIT $3 - pg_catalog.cardinality($7) FOR UPDATE SKIP LOCKED))"
-	"  RETURNING r.correlation_id, r.payload, r.headers, r.attempt, r.deadline,"
-	"            r.lease_until, r.priority, r.submitted_at)"
-	" SELECT c.correlation_id, c.payload, c.headers, c.attempt, c.deadline, c.lease_until"
-	"   FROM claimed c ORDER BY c.priority DESC, c.submitted_at",
-	7, {TEXTOID, TIMESTAMPTZOID, INT4OID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDARRAYOID}
-};
+/*
+ * A pending request c is claimable when it is due (not_before NULL: the
+ * worker clears it when its time comes) and no earlier request of its
+ * ordering key in its queue is live.  Asked of each candidate as a claim
+ * meets it, through request_key_idx: nothing is handed over when a request
+ * ends, so nothing can be lost between the end of one and the next.
+ */
+#define CLAIMABLE(C) \
+	" AND " C ".not_before IS NULL" \
+	" AND (" C ".ordering_key IS NULL OR NOT EXISTS (" \
+	"        SELECT 1 FROM asyncrr.request e" \
+	"         WHERE e.state IN ('pending', 'claimed') AND e.queue_name = $1" \
+	"           AND e.ordering_key = " C ".ordering_key AND e.key_seq < " C ".key_seq))"
+
+#define CLAIM(CLAIMABLE_C) \
+	"WITH claimed AS (" \
+	"  UPDATE asyncrr.request r" \
+	"     SET state = 'claimed', attempt = r.attempt + 1, worker = $4," \
+	"         claimed_at = $2, lease_until = $5, claimed_by = $6," \
+	"         earlier_claimers = CASE WHEN r.claimed_by IS NULL THEN r.earlier_claimers" \
+	"                                 ELSE r.earlier_claimers || r.claimed_by END" \
+	"   WHERE r.correlation_id = ANY ($7 || ARRAY(" \
+	"           SELECT c.correlation_id FROM asyncrr.request c" \
+	"            WHERE c.state = 'pending' AND c.queue_name = $1 AND c.deadline > $2" \
+	CLAIMABLE_C \
+	"            ORDER BY c.priority DESC, c.submitted_at" \
+	"            LIMIT $3 - pg_catalog.cardinality($7) FOR UPDATE SKIP LOCKED))" \
+	"  RETURNING r.correlation_id, r.payload, r.headers, r.attempt, r.deadline," \
+	"            r.lease_until, r.priority, r.submitted_at)" \
+	" SELECT c.correlation_id, c.payload, c.headers, c.attempt, c.deadline, c.lease_until" \
+	"   FROM claimed c ORDER BY c.priority DESC, c.submitted_at"
+
+#define CLAIM_ARGS 7, {TEXTOID, TIMESTAMPTZOID, INT4OID, TEXTOID, TIMESTAMPTZOID, TEXTOID, \
+	UUIDARRAYOID}
+
+static AsyncrrPlan claim_plan_0_2 = {CLAIM(""), CLAIM_ARGS};
+
+static AsyncrrPlan claim_plan = {CLAIM(CLAIMABLE("c")), CLAIM_ARGS, .before_0_3 = &claim_plan_0_2};
 
 /* work that a claim skipped because another claim holds it locked */
+#define PENDING(CLAIMABLE_C) \
+	"SELECT c.correlation_id FROM asyncrr.request c" \
+	" WHERE c.state = 'pending' AND c.queue_name = $1 AND c.deadline > $2" \
+	CLAIMABLE_C \
+	" ORDER BY c.priority DESC, c.submitted_at LIMIT 1"
+
+static AsyncrrPlan pending_plan_0_2 = {PENDING(""), 2, {TEXTOID, TIMESTAMPTZOID}};
+
 static AsyncrrPlan pending_plan = {
-	"SELECT c.correlation_id FROM asyncrr.request c"
-	" WHERE c.state = 'pending' AND c.queue_name = $1 AND c.deadline > $2"
-	" ORDER BY c.priority DESC, c.submitted_at LIMIT 1",
-	2, {TEXTOID, TIMESTAMPTZOID}
+	PENDING(CLAIMABLE("c")), 2, {TEXTOID, TIMESTAMPTZOID}, .before_0_3 = &pending_plan_0_2
 };
 
 static AsyncrrPlan access_plan = {
@@ -224,16 +298,19 @@ static AsyncrrPlan lock_claims_plan = {
 /*
  * A dead letter: what the request was (FROM holds its row, with reason
  * REASON and time AT), for an outcome that keeps one (end_requests) and for
- * a reply whose requester is gone (orphan_replies).
+ * a reply whose requester is gone (orphan_replies).  EXTRA: the columns
+ * 0.3 added, in both tables.
  */
-#define INSERT_DEAD_LETTERS(REASON, AT, FROM) \
+#define DEAD_LETTER_EXTRA ", progress, progress_at, ordering_key"
+
+#define INSERT_DEAD_LETTERS(EXTRA, REASON, AT, FROM) \
 	"  INSERT INTO asyncrr.dead_letter" \
 	"         (correlation_id, queue_name, inbox_name, owner_role, reason, payload, headers," \
 	"          priority, timeout, attempt, worker, last_error, reply, late_reply," \
-	"          submitted_at, dead_lettered_at)" \
+	"          submitted_at, dead_lettered_at" EXTRA ")" \
 	"  SELECT correlation_id, queue_name, inbox_name, owner_role, " REASON ", payload," \
 	"         headers, priority, timeout, attempt, worker, error, reply, late_reply," \
-	"         submitted_at, " AT " FROM " FROM
+	"         submitted_at, " AT EXTRA " FROM " FROM
 
 /*
  * end_requests: the outcome ($2, with error ERROR and dead letter reason
@@ -241,48 +318,107 @@ static AsyncrrPlan lock_claims_plan = {
  * (arrays, or one of each in end_one_plan), only if it is still live (no
  * second outcome ever overwrites the first), with a dead letter when there
  * is a reason for one.  ERROR is $4, or made from the row for a timeout or
- * an expired lease.
+ * an expired lease.  Returns each ended request's id, inbox, gather (of a
+ * part), queue and whether it has an ordering key.  A part's reply is
+ * marked taken as it ends: its gather's is the one its requester takes.
  */
-#define END_REQUESTS(REPLY, ERROR, FROM, MATCH) \
+#define END_REQUESTS(V, REPLY, ERROR, FROM, MATCH) \
 	"WITH ended AS (" \
 	"  UPDATE asyncrr.request r" \
 	"     SET state = $2, finished_at = pg_catalog.clock_timestamp(), reply = " REPLY "," \
-	"         error = " ERROR ", dead_letter_reason = $5, lease_until = NULL" \
+	"         error = " ERROR ", dead_letter_reason = $5, lease_until = NULL" V##_END_SET \
 	FROM \
 	"   WHERE " MATCH " AND r.state IN ('pending', 'claimed')" \
 	"  RETURNING r.*)," \
 	" letter AS (" \
-	INSERT_DEAD_LETTERS("dead_letter_reason", "finished_at", "ended WHERE dead_letter_reason IS NOT NULL") \
+	INSERT_DEAD_LETTERS(V##_DEAD_LETTER_EXTRA, "dead_letter_reason", "finished_at", \
+						"ended WHERE dead_letter_reason IS NOT NULL") \
 	")" \
-	" SELECT correlation_id, inbox_name FROM ended"
+	" SELECT correlation_id, inbox_name, " V##_END_RETURNS " FROM ended"
+
+#define V0_3_END_SET \
+	", taken_at = CASE WHEN r.gather IS NULL THEN r.taken_at ELSE pg_catalog.clock_timestamp() END"
+#define V0_3_DEAD_LETTER_EXTRA DEAD_LETTER_EXTRA
+#define V0_3_END_RETURNS "gather, queue_name, ordering_key IS NOT NULL"
+#define V0_2_END_SET ""
+#define V0_2_DEAD_LETTER_EXTRA ""
+#define V0_2_END_RETURNS "NULL::uuid, queue_name, false"
 
 #define END_ARGS 5, {UUIDARRAYOID, TEXTOID, JSONBARRAYOID, TEXTOID, TEXTOID}
+#define END_ONE_ARGS 5, {UUIDOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID}
 
 #define TIMEOUT_ERROR \
 	"pg_catalog.format('no reply within %s', r.timeout) || coalesce('; last error: ' || r.error, '')"
 #define LEASE_ERROR \
 	"pg_catalog.format('lease expired on attempt %s of %s', r.attempt, r.max_attempts)"
 
-static AsyncrrPlan end_plan = {
-	END_REQUESTS("i.reply", "$4",
-				 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3)) AS i(id, reply)",
-				 "r.correlation_id = i.id"),
-	END_ARGS
+/* Each end plan, and its variant for a catalog before 0.3. */
+#define END_PLAN(NAME, ARGS, ...) \
+	static AsyncrrPlan NAME##_0_2 = {END_REQUESTS(V0_2, __VA_ARGS__), ARGS}; \
+	static AsyncrrPlan NAME = {END_REQUESTS(V0_3, __VA_ARGS__), ARGS, .before_0_3 = &NAME##_0_2}
+
+END_PLAN(end_plan, END_ARGS, "i.reply", "$4",
+		 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3)) AS i(id, reply)",
+		 "r.correlation_id = i.id");
+END_PLAN(end_one_plan, END_ONE_ARGS, "$3", "$4", "", "r.correlation_id = $1");
+END_PLAN(end_timed_out_plan, END_ARGS, "NULL", TIMEOUT_ERROR, "", "r.correlation_id = ANY ($1)");
+END_PLAN(end_lease_expired_plan, END_ARGS, "NULL", LEASE_ERROR, "", "r.correlation_id = ANY ($1)");
+
+/*
+ * A gather: its parts, as its reply (an object keyed by queue name) and
+ * what makes its status; how many are still live.
+ */
+static AsyncrrPlan gather_parts_plan = {
+	"SELECT count(*) FILTER (WHERE p.state IN ('pending', 'claimed')),"
+	"       bool_and(p.state = 'completed'), bool_or(p.state = 'timed_out'),"
+	"       bool_or(p.state = 'cancelled'),"
+	"       pg_catalog.jsonb_object_agg(p.queue_name,"
+	"         CASE p.state WHEN 'completed'"
+	"              THEN pg_catalog.jsonb_build_object('status', p.state, 'reply', p.reply)"
+	"              WHEN 'timed_out' THEN pg_catalog.jsonb_build_object('status', p.state)"
+	"              ELSE pg_catalog.jsonb_build_object('status', p.state, 'error', p.error) END),"
+	"       'parts not completed: ' || pg_catalog.string_agg(p.queue_name || ' (' || p.state || ')', ', '"
+	"                                  ORDER BY p.queue_name) FILTER (WHERE p.state <> 'completed')"
+	"  FROM asyncrr.request p WHERE p.gather = $1",
+	1, {UUIDOID}
 };
 
-static AsyncrrPlan end_one_plan = {
-	END_REQUESTS("$3", "$4", "", "r.correlation_id = $1"),
-	5, {UUIDOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID}
+/* a gather, locked: without waiting in the background worker */
+static AsyncrrPlan lock_gather_plan = {
+	"SELECT state FROM asyncrr.request WHERE correlation_id = $1 FOR UPDATE",
+	1, {UUIDOID}
 };
 
-static AsyncrrPlan end_timed_out_plan = {
-	END_REQUESTS("NULL", TIMEOUT_ERROR, "", "r.correlation_id = ANY ($1)"),
-	END_ARGS
+static AsyncrrPlan try_lock_gather_plan = {
+	"SELECT state FROM asyncrr.request WHERE correlation_id = $1 FOR UPDATE SKIP LOCKED",
+	1, {UUIDOID}
 };
 
-static AsyncrrPlan end_lease_expired_plan = {
-	END_REQUESTS("NULL", LEASE_ERROR, "", "r.correlation_id = ANY ($1)"),
-	END_ARGS
+/* cancel(gather): its live parts, locked in id order (before the gather) */
+static AsyncrrPlan live_parts_plan = {
+	"SELECT correlation_id FROM asyncrr.request"
+	" WHERE gather = $1 AND state IN ('pending', 'claimed') ORDER BY correlation_id FOR UPDATE",
+	1, {UUIDOID}
+};
+
+/* cancel: is this request a gather?  (Never changes; read without a lock.) */
+static AsyncrrPlan is_gather_plan = {
+	"SELECT queue_name = '" ASYNCRR_SCATTER_QUEUE "' FROM asyncrr.request WHERE correlation_id = $1",
+	1, {UUIDOID}
+};
+
+/* scatter: the queues of a gather's parts, sorted, for a repeated scatter */
+static AsyncrrPlan part_queues_plan = {
+	"SELECT pg_catalog.array_agg(p.queue_name ORDER BY p.queue_name)"
+	"  FROM asyncrr.request p WHERE p.gather = $1",
+	1, {UUIDOID}
+};
+
+/* report_progress */
+static AsyncrrPlan progress_plan = {
+	"UPDATE asyncrr.request SET progress = $2, progress_at = pg_catalog.clock_timestamp()"
+	" WHERE correlation_id = $1 RETURNING inbox_name, gather",
+	2, {UUIDOID, JSONBOID}
 };
 
 /* complete or fail of a request that has ended: keep a late reply for audit */
@@ -307,13 +443,15 @@ static AsyncrrPlan take_plan = {
 
 /*
  * close_inbox(cancel_pending): the inbox's live requests, found through
- * request_inbox_idx, then locked in id order through the primary key
+ * request_inbox_idx, then locked in id order through the primary key; not
+ * gathers, which end with their parts (a part before its gather)
  */
 static AsyncrrPlan live_of_inbox_plan = {
 	"SELECT correlation_id FROM asyncrr.request"
 	" WHERE correlation_id = ANY (ARRAY("
 	"         SELECT l.correlation_id FROM asyncrr.request l"
-	"          WHERE l.inbox_name = $1 AND l.taken_at IS NULL AND l.state IN ('pending', 'claimed')))"
+	"          WHERE l.inbox_name = $1 AND l.taken_at IS NULL AND l.state IN ('pending', 'claimed')"
+	"            AND l.queue_name <> '" ASYNCRR_SCATTER_QUEUE "'))"
 	"   AND state IN ('pending', 'claimed')"
 	" ORDER BY correlation_id FOR UPDATE",
 	1, {TEXTOID}
@@ -372,15 +510,20 @@ static AsyncrrPlan mark_taken_plan = {
  * the ORDER BY, the planner read the table sequentially once the
  * statistics showed most requests pending in another queue (39 ms).
  */
+#define WORK(CLAIMABLE_C) \
+	"SELECT (SELECT 1 FROM asyncrr.request c" \
+	"         WHERE c.state = 'pending' AND c.queue_name = $1 AND c.deadline > $2" \
+	CLAIMABLE_C \
+	"         ORDER BY c.priority DESC, c.submitted_at LIMIT 1) IS NOT NULL" \
+	"    OR (SELECT 1 FROM asyncrr.request c" \
+	"         WHERE c.state = 'claimed' AND c.queue_name = $1 AND c.lease_until < $2" \
+	"           AND c.attempt < c.max_attempts AND c.deadline > $2" \
+	"         ORDER BY c.lease_until LIMIT 1) IS NOT NULL"
+
+static AsyncrrPlan work_plan_0_2 = {WORK(""), 2, {TEXTOID, TIMESTAMPTZOID}};
+
 static AsyncrrPlan work_plan = {
-	"SELECT (SELECT 1 FROM asyncrr.request c"
-	"         WHERE c.state = 'pending' AND c.queue_name = $1 AND c.deadline > $2"
-	"         ORDER BY c.priority DESC, c.submitted_at LIMIT 1) IS NOT NULL"
-	"    OR (SELECT 1 FROM asyncrr.request c"
-	"         WHERE c.state = 'claimed' AND c.queue_name = $1 AND c.lease_until < $2"
-	"           AND c.attempt < c.max_attempts AND c.deadline > $2"
-	"         ORDER BY c.lease_until LIMIT 1) IS NOT NULL",
-	2, {TEXTOID, TIMESTAMPTZOID}
+	WORK(CLAIMABLE("c")), 2, {TEXTOID, TIMESTAMPTZOID}, .before_0_3 = &work_plan_0_2
 };
 
 /* fail(retry): back to the queue, keeping the error */
@@ -396,25 +539,41 @@ static AsyncrrPlan extend_plan = {
 };
 
 /*
- * drop_queue: the queue's live requests, pending and claimed, then locked
- * in id order (as live_of_inbox_plan)
+ * drop_queue: the queue's live requests, pending (due and delayed) and
+ * claimed, then locked in id order (as live_of_inbox_plan)
  */
-#define LIVE_OF_QUEUE \
+#define LIVE_OF_QUEUE_0_2 \
 	"SELECT l.correlation_id FROM asyncrr.request l WHERE l.state = 'pending' AND l.queue_name = $1" \
 	" UNION ALL " \
 	"SELECT l.correlation_id FROM asyncrr.request l WHERE l.state = 'claimed' AND l.queue_name = $1"
 
+#define LIVE_OF_QUEUE \
+	"SELECT l.correlation_id FROM asyncrr.request l" \
+	" WHERE l.state = 'pending' AND l.not_before IS NULL AND l.queue_name = $1" \
+	" UNION ALL " \
+	"SELECT l.correlation_id FROM asyncrr.request l" \
+	" WHERE l.state = 'pending' AND l.not_before IS NOT NULL AND l.queue_name = $1" \
+	" UNION ALL " \
+	"SELECT l.correlation_id FROM asyncrr.request l WHERE l.state = 'claimed' AND l.queue_name = $1"
+
+#define COUNT_LIVE(LIVE) "SELECT count(*) FROM (" LIVE ") live"
+
+static AsyncrrPlan count_live_plan_0_2 = {COUNT_LIVE(LIVE_OF_QUEUE_0_2), 1, {TEXTOID}};
+
 static AsyncrrPlan count_live_plan = {
-	"SELECT count(*) FROM (" LIVE_OF_QUEUE ") live",
-	1, {TEXTOID}
+	COUNT_LIVE(LIVE_OF_QUEUE), 1, {TEXTOID}, .before_0_3 = &count_live_plan_0_2
 };
 
+#define LOCK_LIVE(LIVE) \
+	"SELECT correlation_id FROM asyncrr.request" \
+	" WHERE correlation_id = ANY (ARRAY(" LIVE "))" \
+	"   AND state IN ('pending', 'claimed')" \
+	" ORDER BY correlation_id FOR UPDATE"
+
+static AsyncrrPlan live_of_queue_plan_0_2 = {LOCK_LIVE(LIVE_OF_QUEUE_0_2), 1, {TEXTOID}};
+
 static AsyncrrPlan live_of_queue_plan = {
-	"SELECT correlation_id FROM asyncrr.request"
-	" WHERE correlation_id = ANY (ARRAY(" LIVE_OF_QUEUE "))"
-	"   AND state IN ('pending', 'claimed')"
-	" ORDER BY correlation_id FOR UPDATE",
-	1, {TEXTOID}
+	LOCK_LIVE(LIVE_OF_QUEUE), 1, {TEXTOID}, .before_0_3 = &live_of_queue_plan_0_2
 };
 
 static AsyncrrPlan delete_queue_plan = {
@@ -424,10 +583,18 @@ static AsyncrrPlan delete_queue_plan = {
 };
 
 /* redrive: the dead letter, removed, and what its new request needs */
+static AsyncrrPlan take_dead_letter_plan_0_2 = {
+	"DELETE FROM asyncrr.dead_letter WHERE correlation_id = $1"
+	" RETURNING queue_name, inbox_name, owner_role, payload, headers, priority, timeout,"
+	"           NULL::text",
+	1, {UUIDOID}
+};
+
 static AsyncrrPlan take_dead_letter_plan = {
 	"DELETE FROM asyncrr.dead_letter WHERE correlation_id = $1"
-	" RETURNING queue_name, inbox_name, owner_role, payload, headers, priority, timeout",
-	1, {UUIDOID}
+	" RETURNING queue_name, inbox_name, owner_role, payload, headers, priority, timeout,"
+	"           ordering_key",
+	1, {UUIDOID}, .before_0_3 = &take_dead_letter_plan_0_2
 };
 
 static AsyncrrPlan mark_redriven_plan = {
@@ -449,6 +616,19 @@ static AsyncrrPlan dead_letters_of_plan = {
 static AsyncrrPlan due_plan = {
 	"SELECT correlation_id FROM asyncrr.request"
 	" WHERE finished_at IS NULL AND deadline <= now()"
+	"   AND queue_name <> '" ASYNCRR_SCATTER_QUEUE "'"
+	" ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED",
+	1, {INT4OID}
+};
+
+/*
+ * Gathers past their deadline: their parts time out with them (due_plan),
+ * and end them; these are the ones whose last part a client held then.
+ */
+static AsyncrrPlan due_gathers_plan = {
+	"SELECT correlation_id FROM asyncrr.request"
+	" WHERE finished_at IS NULL AND deadline <= now()"
+	"   AND queue_name = '" ASYNCRR_SCATTER_QUEUE "'"
 	" ORDER BY deadline LIMIT $1 FOR UPDATE SKIP LOCKED",
 	1, {INT4OID}
 };
@@ -471,6 +651,29 @@ static AsyncrrPlan lease_expired_plan = {
 	"                      ORDER BY r.lease_until LIMIT $1 FOR UPDATE SKIP LOCKED) e"
 	" LIMIT $1",
 	1, {INT4OID}
+};
+
+/*
+ * Delayed requests whose time has come become claimable (request_delayed_idx,
+ * queue by queue), and wake the claims waiting on their queue.
+ */
+static AsyncrrPlan delayed_due_plan_0_2 = {
+	"SELECT NULL::uuid, NULL::text WHERE false", 1, {INT4OID}
+};
+
+static AsyncrrPlan delayed_due_plan = {
+	"WITH due AS ("
+	"  SELECT d.correlation_id FROM asyncrr.queue q"
+	"   CROSS JOIN LATERAL (SELECT r.correlation_id FROM asyncrr.request r"
+	"                        WHERE r.state = 'pending' AND r.not_before IS NOT NULL"
+	"                          AND r.queue_name = q.queue_name"
+	"                          AND r.not_before <= pg_catalog.statement_timestamp()"
+	"                        ORDER BY r.not_before LIMIT $1 FOR UPDATE SKIP LOCKED) d"
+	"   LIMIT $1)"
+	" UPDATE asyncrr.request r SET not_before = NULL FROM due"
+	"  WHERE r.correlation_id = due.correlation_id"
+	" RETURNING r.correlation_id, r.queue_name",
+	1, {INT4OID}, .before_0_3 = &delayed_due_plan_0_2
 };
 
 static AsyncrrPlan requeue_plan = {
@@ -498,38 +701,43 @@ static AsyncrrPlan release_dead_holders_plan = {
  * without one is a restore in progress (pg_restore -j writes
  * asyncrr.request before asyncrr.inbox), and keeps its replies.
  */
+#define ORPHAN_REPLIES(EXTRA) \
+	"WITH RECURSIVE names(name) AS (" \
+	"   (SELECT l.inbox_name FROM asyncrr.request l WHERE l.taken_at IS NULL" \
+	"     ORDER BY l.inbox_name LIMIT 1)" \
+	"   UNION ALL" \
+	"   SELECT (SELECT l.inbox_name FROM asyncrr.request l" \
+	"            WHERE l.taken_at IS NULL AND l.inbox_name > n.name" \
+	"            ORDER BY l.inbox_name LIMIT 1)" \
+	"     FROM names n WHERE n.name IS NOT NULL)," \
+	" orphaned(name, upto) AS (" \
+	"   SELECT i.inbox_name, 'infinity'::timestamptz FROM asyncrr.inbox i" \
+	"    WHERE NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - $2" \
+	"   UNION ALL" \
+	"   SELECT n.name, now() - greatest($2, interval '1 minute') FROM names n" \
+	"    WHERE n.name IS NOT NULL AND pg_catalog.starts_with(n.name, '_')" \
+	"      AND NOT EXISTS (SELECT 1 FROM asyncrr.inbox i WHERE i.inbox_name = n.name))," \
+	" gone AS (" \
+	"   SELECT g.* FROM orphaned o" \
+	"    CROSS JOIN LATERAL (SELECT q.* FROM asyncrr.request q" \
+	"                         WHERE q.inbox_name = o.name AND q.taken_at IS NULL" \
+	"                           AND q.finished_at <= o.upto" \
+	"                         ORDER BY q.finished_at LIMIT $1 FOR UPDATE SKIP LOCKED) g" \
+	"    LIMIT $1)," \
+	" letter AS (" \
+	INSERT_DEAD_LETTERS(EXTRA, "'requester_gone'", "now()", "gone WHERE dead_letter_reason IS NULL") \
+	")," \
+	" taken AS (" \
+	"  UPDATE asyncrr.request r" \
+	"     SET taken_at = now(), dead_letter_reason = coalesce(r.dead_letter_reason, 'requester_gone')" \
+	"    FROM gone WHERE r.correlation_id = gone.correlation_id RETURNING 1)" \
+	" SELECT count(*)::integer FROM taken"
+
+static AsyncrrPlan orphan_replies_plan_0_2 = {ORPHAN_REPLIES(""), 2, {INT4OID, INTERVALOID}};
+
 static AsyncrrPlan orphan_replies_plan = {
-	"WITH RECURSIVE names(name) AS ("
-	"   (SELECT l.inbox_name FROM asyncrr.request l WHERE l.taken_at IS NULL"
-	"     ORDER BY l.inbox_name LIMIT 1)"
-	"   UNION ALL"
-	"   SELECT (SELECT l.inbox_name FROM asyncrr.request l"
-	"            WHERE l.taken_at IS NULL AND l.inbox_name > n.name"
-	"            ORDER BY l.inbox_name LIMIT 1)"
-	"     FROM names n WHERE n.name IS NOT NULL),"
-	" orphaned(name, upto) AS ("
-	"   SELECT i.inbox_name, 'infinity'::timestamptz FROM asyncrr.inbox i"
-	"    WHERE NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - $2"
-	"   UNION ALL"
-	"   SELECT n.name, now() - greatest($2, interval '1 minute') FROM names n"
-	"    WHERE n.name IS NOT NULL AND pg_catalog.starts_with(n.name, '_')"
-	"      AND NOT EXISTS (SELECT 1 FROM asyncrr.inbox i WHERE i.inbox_name = n.name)),"
-	" gone AS ("
-	"   SELECT g.* FROM orphaned o"
-	"    CROSS JOIN LATERAL (SELECT q.* FROM asyncrr.request q"
-	"                         WHERE q.inbox_name = o.name AND q.taken_at IS NULL"
-	"                           AND q.finished_at <= o.upto"
-	"                         ORDER BY q.finished_at LIMIT $1 FOR UPDATE SKIP LOCKED) g"
-	"    LIMIT $1),"
-	" letter AS ("
-	INSERT_DEAD_LETTERS("'requester_gone'", "now()", "gone WHERE dead_letter_reason IS NULL")
-	"),"
-	" taken AS ("
-	"  UPDATE asyncrr.request r"
-	"     SET taken_at = now(), dead_letter_reason = coalesce(r.dead_letter_reason, 'requester_gone')"
-	"    FROM gone WHERE r.correlation_id = gone.correlation_id RETURNING 1)"
-	" SELECT count(*)::integer FROM taken",
-	2, {INT4OID, INTERVALOID}
+	ORPHAN_REPLIES(DEAD_LETTER_EXTRA), 2, {INT4OID, INTERVALOID},
+	.before_0_3 = &orphan_replies_plan_0_2
 };
 
 /*
@@ -556,6 +764,7 @@ static AsyncrrPlan remove_session_inboxes_plan = {
 static void end_with(AsyncrrPlan *plan, int n, pg_uuid_t *ids, const char *state,
 					 Datum *replies, bool *reply_nulls, text *error,
 					 text *dead_letter_reason);
+static int	id_cmp(const void *a, const void *b);
 
 static bool
 is_live(const char *state)
@@ -751,8 +960,7 @@ lookup_queue(text *name, const char *privilege, bool lock, Queue *q)
 	if (lock)
 		asyncrr_lock_queue(name, false);
 
-	row = asyncrr_run(asyncrr_catalog_0_2() ? &queue_plan_0_2 : &queue_plan,
-					  (Datum[]) {PointerGetDatum(name)}, NULL);
+	row = asyncrr_run(&queue_plan, (Datum[]) {PointerGetDatum(name)}, NULL);
 	if (row->n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -936,6 +1144,77 @@ after_end(pg_uuid_t *id, const char *state, Datum late_reply, bool late_isnull)
 	return "late";
 }
 
+static int
+id_cmp(const void *a, const void *b)
+{
+	return memcmp(((const pg_uuid_t *) a)->data, ((const pg_uuid_t *) b)->data, UUID_LEN);
+}
+
+/*
+ * Ends each gather (ids sorted, repeats allowed) whose parts have all
+ * ended, with their replies as its reply: completed when every part
+ * completed; timed_out when one timed out (the deadline came first);
+ * cancelled when one was cancelled; else failed.  Returns how many it
+ * ended.
+ *
+ * A part is locked before its gather (the order for every caller: see
+ * cancel), and a gather is looked at by whoever ends one of its parts, after
+ * that part has ended: of two transactions ending its last two parts, the
+ * second to lock the gather sees the first's part ended once the first
+ * commits, and ends it.  The background worker does not wait for a gather a
+ * client holds; it ends that gather at its deadline instead
+ * (asyncrr_expire_deadlines), as it would a request a client held.
+ */
+static int
+finish_gathers(int n, pg_uuid_t *ids)
+{
+	int			ended = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		AsyncrrRows *row;
+		AsyncrrRows *parts;
+		bool		isnull;
+		bool		live;
+		Datum		reply;
+		bool		reply_isnull;
+		Datum		error;
+		bool		error_isnull;
+		const char *state;
+
+		if (i > 0 && memcmp(ids[i].data, ids[i - 1].data, UUID_LEN) == 0)
+			continue;
+		row = asyncrr_run(IsBackgroundWorker ? &try_lock_gather_plan : &lock_gather_plan,
+						  (Datum[]) {UUIDPGetDatum(&ids[i])}, NULL);
+		live = row->n > 0 && is_live(TextDatumGetCString(asyncrr_value(row, 0, 1, &isnull)));
+		asyncrr_done(row);
+		if (!live)
+			continue;
+
+		parts = asyncrr_run(&gather_parts_plan, (Datum[]) {UUIDPGetDatum(&ids[i])}, NULL);
+		if (DatumGetInt64(asyncrr_value(parts, 0, 1, &isnull)) > 0)
+		{
+			asyncrr_done(parts);
+			continue;
+		}
+		if (DatumGetBool(asyncrr_value(parts, 0, 2, &isnull)))
+			state = "completed";
+		else if (DatumGetBool(asyncrr_value(parts, 0, 3, &isnull)))
+			state = "timed_out";
+		else if (DatumGetBool(asyncrr_value(parts, 0, 4, &isnull)))
+			state = "cancelled";
+		else
+			state = "failed";
+		reply = asyncrr_value(parts, 0, 5, &reply_isnull);
+		error = asyncrr_value(parts, 0, 6, &error_isnull);
+		end_with(&end_one_plan, 1, &ids[i], state, &reply, &reply_isnull,
+				 error_isnull ? NULL : DatumGetTextPP(error), NULL);
+		asyncrr_done(parts);
+		ended++;
+	}
+	return ended;
+}
+
 /*
  * The one place where requests end.  Every outcome goes through here:
  * complete, fail, cancel, close_inbox, drop_queue, the worker's deadlines
@@ -967,6 +1246,8 @@ end_with(AsyncrrPlan *plan, int n, pg_uuid_t *ids, const char *state,
 	char		nulls[6] = "     ";
 	AsyncrrRows *ended;
 	bool		isnull;
+	pg_uuid_t  *gathers;
+	int			n_gathers = 0;
 
 	if (n == 0)
 		return;
@@ -994,10 +1275,27 @@ end_with(AsyncrrPlan *plan, int n, pg_uuid_t *ids, const char *state,
 				 errmsg("asyncrr: request %s is not live", uuid_string(&ids[0])) :
 				 errmsg("asyncrr: %d of %d requests to end are not live",
 						n - (int) ended->n, n)));
+	gathers = palloc(n * sizeof(pg_uuid_t));
 	for (uint64 i = 0; i < ended->n; i++)
-		asyncrr_notify_reply_at_commit(DatumGetTextPP(asyncrr_value(ended, i, 2, &isnull)),
-									   row_id(ended, i), state);
+	{
+		Datum		gather = asyncrr_value(ended, i, 3, &isnull);
+
+		/* a part's end is told through its gather's */
+		if (!isnull)
+			gathers[n_gathers++] = *DatumGetUUIDP(gather);
+		else
+			asyncrr_notify_reply_at_commit(DatumGetTextPP(asyncrr_value(ended, i, 2, &isnull)),
+										   row_id(ended, i), state);
+		/* the next request of its ordering key may be claimed now */
+		if (DatumGetBool(asyncrr_value(ended, i, 5, &isnull)))
+			asyncrr_wake_queue_at_commit(DatumGetTextPP(asyncrr_value(ended, i, 4, &isnull)));
+	}
 	asyncrr_done(ended);
+	if (n_gathers > 0)
+	{
+		qsort(gathers, n_gathers, sizeof(pg_uuid_t), id_cmp);
+		finish_gathers(n_gathers, gathers);
+	}
 }
 
 /* Copies rows into a materialized SRF's result. */
@@ -1025,6 +1323,7 @@ typedef struct NewRequest
 {
 	pg_uuid_t	id;
 	Datum		payload;
+	Datum		key_place;		/* its place in its ordering key's order */
 } NewRequest;
 
 static int
@@ -1034,42 +1333,108 @@ new_request_cmp(const void *a, const void *b)
 				  UUID_LEN);
 }
 
+/* What new requests have besides their ids and payloads. */
+typedef struct NewRequests
+{
+	text	   *queue;
+	text	   *inbox;
+	Datum		headers;
+	bool		headers_isnull;
+	int32		priority;
+	int32		max_attempts;
+	Interval   *timeout;
+	Datum		owner;
+	pg_uuid_t  *redriven_from;	/* the dead letter redriven, or NULL */
+	bool		has_not_before; /* else claimable now */
+	TimestampTz not_before;
+	text	   *ordering_key;	/* or NULL */
+	Datum	   *key_places;		/* with an ordering key: each one's place */
+	pg_uuid_t  *gather;			/* of a part of a scatter, or NULL */
+} NewRequests;
+
 /*
  * Inserts n new requests (distinct ids, in id order: batches that share
  * ids wait for each other rather than deadlock) into a queue and notes
- * their deadline and the work they make; an id that exists already is
- * skipped.  Returns how many were inserted.
+ * their deadline (a delayed one's time too) and the work they make; an id
+ * that exists already is skipped.  Returns how many were inserted.
  */
 static uint64
-insert_requests(int n, pg_uuid_t *ids, text *queue, text *inbox, Datum *payloads,
-				Datum headers, bool headers_isnull, int32 priority, int32 max_attempts,
-				Interval *timeout, Datum owner, pg_uuid_t *redriven_from)
+insert_requests(int n, pg_uuid_t *ids, Datum *payloads, NewRequests *r)
 {
-	Datum		args[10];
-	char		nulls[11] = "          ";
+	Datum		args[14];
+	char		nulls[15] = "              ";
 	AsyncrrRows *inserted;
 	bool		isnull;
 
 	args[0] = n == 1 ? UUIDPGetDatum(&ids[0]) : uuid_array(n, ids);
-	args[1] = PointerGetDatum(queue);
-	args[2] = PointerGetDatum(inbox);
+	args[1] = PointerGetDatum(r->queue);
+	args[2] = PointerGetDatum(r->inbox);
 	args[3] = n == 1 ? payloads[0] : jsonb_array(n, payloads, NULL);
-	args[4] = headers;
-	nulls[4] = headers_isnull ? 'n' : ' ';
-	args[5] = Int32GetDatum(priority);
-	args[6] = Int32GetDatum(max_attempts);
-	args[7] = IntervalPGetDatum(timeout);
-	args[8] = owner;
-	args[9] = redriven_from == NULL ? (Datum) 0 : UUIDPGetDatum(redriven_from);
-	nulls[9] = redriven_from == NULL ? 'n' : ' ';
+	args[4] = r->headers;
+	nulls[4] = r->headers_isnull ? 'n' : ' ';
+	args[5] = Int32GetDatum(r->priority);
+	args[6] = Int32GetDatum(r->max_attempts);
+	args[7] = IntervalPGetDatum(r->timeout);
+	args[8] = r->owner;
+	args[9] = r->redriven_from == NULL ? (Datum) 0 : UUIDPGetDatum(r->redriven_from);
+	nulls[9] = r->redriven_from == NULL ? 'n' : ' ';
+	args[10] = TimestampTzGetDatum(r->not_before);
+	nulls[10] = r->has_not_before ? ' ' : 'n';
+	args[11] = PointerGetDatum(r->ordering_key);
+	nulls[11] = r->ordering_key == NULL ? 'n' : ' ';
+	if (r->ordering_key == NULL)
+		nulls[12] = 'n';
+	else if (n == 1)
+		args[12] = r->key_places[0];
+	else
+		args[12] = PointerGetDatum(construct_array(r->key_places, n, INT8OID, 8,
+												   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[13] = r->gather == NULL ? (Datum) 0 : UUIDPGetDatum(r->gather);
+	nulls[13] = r->gather == NULL ? 'n' : ' ';
 	inserted = asyncrr_run(n == 1 ? &insert_one_plan : &insert_plan, args, nulls);
 	if (inserted->n > 0)
 	{
 		/* one timeout for all: the deadlines differ by nothing */
 		asyncrr_note_deadline_at(DatumGetTimestampTz(asyncrr_value(inserted, 0, 1, &isnull)));
-		asyncrr_wake_queue_at_commit(queue);
+		if (r->has_not_before)
+			asyncrr_note_deadline_at(r->not_before);
+		else
+			asyncrr_wake_queue_at_commit(r->queue);
 	}
 	return inserted->n;
+}
+
+/*
+ * Submits of one ordering key in one queue wait for each other until
+ * commit, so that their places in the key's order are the order in which
+ * they become visible: a claim never sees a later request of a key without
+ * the earlier ones.  The lock is on an object of asyncrr's own class (the
+ * OID of table asyncrr.request; the hash of queue and key), which no SQL
+ * command can lock, and only submits of that key take it.  Then returns n
+ * places in the key's order, increasing.
+ */
+static Datum *
+lock_ordering_key(text *queue, text *key, int n)
+{
+	Oid			classid = get_relname_relid("request", get_namespace_oid("asyncrr", false));
+	uint32		hash = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(queue),
+											   VARSIZE_ANY_EXHDR(queue)));
+	AsyncrrRows *places;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			m;
+	bool		isnull;
+
+	hash = hash_combine(hash, DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(key),
+													  VARSIZE_ANY_EXHDR(key))));
+	LockDatabaseObject(classid, (Oid) hash, 0, ExclusiveLock);
+	asyncrr_xact_changed();
+
+	places = asyncrr_run(&key_places_plan, (Datum[]) {Int32GetDatum(n)}, NULL);
+	deconstruct_array(DatumGetArrayTypeP(asyncrr_value(places, 0, 1, &isnull)), INT8OID, 8,
+					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &m);
+	Assert(m == n);
+	return elems;
 }
 
 /* Refuses a submit whose id is already used by a different request. */
@@ -1124,18 +1489,131 @@ find_repeats(int n, pg_uuid_t *ids, text *queue, Datum *payloads, bool *known)
 	return repeats;
 }
 
+/* What submit() and submit_many() are given besides the queue, payloads and ids. */
+typedef struct SubmitArgs
+{
+	Interval   *timeout;		/* NULL: the queue's default */
+	bool		priority_isnull;
+	int32		priority;
+	Datum		headers;
+	bool		headers_isnull;
+	text	   *inbox;			/* NULL: this session's */
+	bool		not_before_isnull;
+	TimestampTz not_before;
+	text	   *ordering_key;	/* or NULL */
+	pg_uuid_t  *gather;			/* scatter's parts: their gather */
+} SubmitArgs;
+
+/* Reads submit()'s and submit_many()'s arguments from timeout (arg) on. */
+static void
+submit_args(FunctionCallInfo fcinfo, int arg, SubmitArgs *a)
+{
+	memset(a, 0, sizeof(SubmitArgs));
+	a->timeout = PG_ARGISNULL(arg) ? NULL : PG_GETARG_INTERVAL_P(arg);
+	a->priority_isnull = PG_ARGISNULL(arg + 2);
+	a->priority = a->priority_isnull ? 0 : PG_GETARG_INT32(arg + 2);
+	a->headers = PG_GETARG_DATUM(arg + 3);
+	a->headers_isnull = PG_ARGISNULL(arg + 3);
+	/* not_before and ordering_key: 0.3 */
+	a->not_before_isnull = PG_NARGS() <= arg + 4 || PG_ARGISNULL(arg + 4);
+	if (!a->not_before_isnull)
+		a->not_before = PG_GETARG_TIMESTAMPTZ(arg + 4);
+	if (PG_NARGS() > arg + 5 && !PG_ARGISNULL(arg + 5))
+		a->ordering_key = PG_GETARG_TEXT_PP(arg + 5);
+}
+
+/* The inbox of new requests: the one given, else this session's, opened if need be. */
+static text *
+requester_inbox(text *inbox)
+{
+	bool		isnull;
+
+	if (inbox == NULL)
+		inbox = asyncrr_current_inbox_name(NULL);
+	if (inbox == NULL)
+	{
+		AsyncrrRows *opened = asyncrr_run(&open_session_inbox_plan, NULL, NULL);
+
+		inbox = DatumGetTextPP(asyncrr_value(opened, 0, 1, &isnull));
+	}
+	return inbox;
+}
+
+/* Refuses a timeout longer than the queue allows. */
+static void
+check_timeout(text *queue, Queue *q, Interval *timeout)
+{
+	asyncrr_check_positive("timeout", timeout);
+	if (q->has_max_timeout &&
+		DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(timeout),
+										 IntervalPGetDatum(&q->max_timeout))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout \"%s\" exceeds max_timeout \"%s\" of queue \"%s\"",
+						interval_string(timeout), interval_string(&q->max_timeout),
+						text_to_cstring(queue)),
+				 errhint("An asyncrr_admin member sets the bound with asyncrr.alter_queue().")));
+}
+
+/* Refuses headers that are not a JSON object, or too large. */
+static void
+check_headers(Datum headers, bool headers_isnull)
+{
+	char	   *type;
+
+	if (headers_isnull)
+		return;
+	type = TextDatumGetCString(DirectFunctionCall1(jsonb_typeof, headers));
+	if (strcmp(type, "object") != 0)
+	{
+		char	   *given = DatumGetCString(DirectFunctionCall1(jsonb_out, headers));
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid headers: expected a JSON object, not %s", type),
+				 errdetail("The headers given were %s.",
+						   pnstrdup(given, pg_mbcharcliplen(given, strlen(given), 100)))));
+	}
+	asyncrr_check_size_of("headers", headers);
+}
+
 /*
- * Submits n requests to a queue, with the same timeout, priority and
- * headers; ids[i] is used as given unless fresh[i], when a new random id
- * is put there.  The reply goes to inbox, or (NULL) to the inbox this
- * session holds, opened if need be.  A repeat of a known id with the same
- * queue and payload writes nothing, not even a session inbox; anything
- * else written is all or nothing.  The caller is connected to SPI.
+ * Backpressure: a full queue refuses n_new more requests.  Counted under
+ * the statement's snapshot, not serialized: concurrent submits may each
+ * see one free place (doc/security.md, "max_depth").
+ */
+static void
+check_depth(text *queue, Queue *q, int n_new)
+{
+	AsyncrrRows *depth;
+	int64		live;
+	bool		isnull;
+
+	if (!q->has_max_depth)
+		return;
+	depth = asyncrr_run(&depth_plan,
+						(Datum[]) {PointerGetDatum(queue), Int32GetDatum(q->max_depth)}, NULL);
+	live = DatumGetInt64(asyncrr_value(depth, 0, 1, &isnull));
+	if (live + n_new > q->max_depth)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("queue \"%s\" is full", text_to_cstring(queue)),
+				 live >= q->max_depth ?
+				 errdetail("It holds its max_depth of %d live requests.", q->max_depth) :
+				 errdetail("%d more would pass its max_depth of %d.", n_new, q->max_depth),
+				 errhint("Retry later, or raise max_depth with asyncrr.alter_queue().")));
+}
+
+/*
+ * Submits n requests to a queue, with the same options (SubmitArgs);
+ * ids[i] is used as given unless fresh[i], when a new random id is put
+ * there.  A repeat of a known id with the same queue and payload writes
+ * nothing, not even a session inbox; anything else written is all or
+ * nothing.  The caller is connected to SPI.
  */
 static void
 submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
-				pg_uuid_t *ids, bool *fresh, Interval *timeout, bool priority_isnull,
-				int32 priority, Datum headers, bool headers_isnull, text *inbox)
+				pg_uuid_t *ids, bool *fresh, SubmitArgs *a)
 {
 	Queue		q;
 	bool	   *known = palloc0(n * sizeof(bool));
@@ -1145,12 +1623,12 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 	NewRequest *news;
 	pg_uuid_t  *new_ids;
 	Datum	   *new_payloads;
+	Datum	   *places = NULL;
+	NewRequests r = {0};
 	uint64		inserted;
-	bool		isnull;
 
 	lookup_queue(queue, "submit", true, &q);
-	if (timeout == NULL)
-		timeout = &q.default_timeout;
+	r.timeout = a->timeout != NULL ? a->timeout : &q.default_timeout;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -1164,38 +1642,39 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		asyncrr_check_not_null("payload", payload_nulls[i]);
 		asyncrr_check_size_of("payload", payloads[i]);
 	}
-	asyncrr_check_positive("timeout", timeout);
-	if (q.has_max_timeout &&
-		DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(timeout),
-										 IntervalPGetDatum(&q.max_timeout))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout \"%s\" exceeds max_timeout \"%s\" of queue \"%s\"",
-						interval_string(timeout), interval_string(&q.max_timeout),
-						text_to_cstring(queue)),
-				 errhint("An asyncrr_admin member sets the bound with asyncrr.alter_queue().")));
-	asyncrr_check_not_null("priority", priority_isnull);
-	if (q.has_max_priority && priority > q.max_priority)
+	check_timeout(queue, &q, r.timeout);
+	asyncrr_check_not_null("priority", a->priority_isnull);
+	if (q.has_max_priority && a->priority > q.max_priority)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("priority %d exceeds max_priority %d of queue \"%s\"",
-						priority, q.max_priority, text_to_cstring(queue)),
+						a->priority, q.max_priority, text_to_cstring(queue)),
 				 errhint("An asyncrr_admin member sets the bound with asyncrr.alter_queue().")));
-	if (!headers_isnull)
+	check_headers(a->headers, a->headers_isnull);
+	if (!a->not_before_isnull)
 	{
-		char	   *type = TextDatumGetCString(DirectFunctionCall1(jsonb_typeof, headers));
-
-		if (strcmp(type, "object") != 0)
-		{
-			char	   *given = DatumGetCString(DirectFunctionCall1(jsonb_out, headers));
-
+		if (TIMESTAMP_NOT_FINITE(a->not_before))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid headers: expected a JSON object, not %s", type),
-					 errdetail("The headers given were %s.",
-							   pnstrdup(given, pg_mbcharcliplen(given, strlen(given), 100)))));
-		}
-		asyncrr_check_size_of("headers", headers);
+					 errmsg("invalid not_before \"%s\"",
+							DatumGetCString(DirectFunctionCall1(timestamptz_out,
+																TimestampTzGetDatum(a->not_before)))),
+					 errdetail("A request's not_before is a finite time.")));
+		/* a time that has come means now */
+		r.has_not_before = a->not_before > GetCurrentTimestamp();
+		r.not_before = a->not_before;
+	}
+	if (a->ordering_key != NULL)
+	{
+		int			len = VARSIZE_ANY_EXHDR(a->ordering_key);
+
+		if (len < 1 || len > ASYNCRR_ORDERING_KEY_MAX)
+			ereport(ERROR,
+					(errcode(len < 1 ? ERRCODE_INVALID_PARAMETER_VALUE : ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 len < 1 ?
+					 errmsg("invalid ordering key \"\"") :
+					 errmsg("ordering key too long: %d bytes", len),
+					 errdetail("An ordering key has 1 to %d bytes.", ASYNCRR_ORDERING_KEY_MAX)));
 	}
 
 	if (n == 0)
@@ -1208,6 +1687,10 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		return;
 
 	n_new = n - repeats;
+	/* the places of an ordering key follow the payloads' order */
+	if (a->ordering_key != NULL)
+		places = lock_ordering_key(queue, a->ordering_key, n_new);
+
 	/*
 	 * The new ones, in id order: two batches that share ids insert them in
 	 * the same order, and wait for each other rather than deadlock.
@@ -1218,51 +1701,32 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		if (known[i])
 			continue;
 		news[k].id = ids[i];
+		news[k].key_place = places != NULL ? places[k] : (Datum) 0;
 		news[k++].payload = payloads[i];
 	}
 	qsort(news, n_new, sizeof(NewRequest), new_request_cmp);
 	new_ids = palloc(n_new * sizeof(pg_uuid_t));
 	new_payloads = palloc(n_new * sizeof(Datum));
+	r.key_places = palloc(n_new * sizeof(Datum));
 	for (int k = 0; k < n_new; k++)
 	{
 		new_ids[k] = news[k].id;
 		new_payloads[k] = news[k].payload;
+		r.key_places[k] = news[k].key_place;
 	}
 
-	/*
-	 * Backpressure: a full queue refuses new requests.  Counted under the
-	 * statement's snapshot, not serialized: concurrent submits may each see
-	 * one free place (doc/security.md, "max_depth").
-	 */
-	if (q.has_max_depth)
-	{
-		AsyncrrRows *depth = asyncrr_run(&depth_plan,
-										 (Datum[]) {PointerGetDatum(queue), Int32GetDatum(q.max_depth)},
-										 NULL);
-		int64		live = DatumGetInt64(asyncrr_value(depth, 0, 1, &isnull));
-		if (live + n_new > q.max_depth)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("queue \"%s\" is full", text_to_cstring(queue)),
-					 live >= q.max_depth ?
-					 errdetail("It holds its max_depth of %d live requests.", q.max_depth) :
-					 errdetail("%d more would pass its max_depth of %d.", n_new, q.max_depth),
-					 errhint("Retry later, or raise max_depth with asyncrr.alter_queue().")));
-	}
-	if (inbox == NULL)
-		inbox = asyncrr_current_inbox_name(NULL);
-	if (inbox == NULL)
-	{
-		AsyncrrRows *opened = asyncrr_run(asyncrr_catalog_0_2() ? &open_session_inbox_plan_0_2 :
-										  &open_session_inbox_plan, NULL, NULL);
+	check_depth(queue, &q, n_new);
 
-		inbox = DatumGetTextPP(asyncrr_value(opened, 0, 1, &isnull));
-	}
-
-	inserted = insert_requests(n_new, new_ids, queue, inbox, new_payloads, headers, headers_isnull,
-							   priority, q.max_attempts, timeout,
-							   DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name())),
-							   NULL);
+	r.queue = queue;
+	r.inbox = requester_inbox(a->inbox);
+	r.headers = a->headers;
+	r.headers_isnull = a->headers_isnull;
+	r.priority = a->priority;
+	r.max_attempts = q.max_attempts;
+	r.owner = DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name()));
+	r.ordering_key = a->ordering_key;
+	r.gather = a->gather;
+	inserted = insert_requests(n_new, new_ids, new_payloads, &r);
 	if (inserted < (uint64) n_new)
 	{
 		/*
@@ -1277,10 +1741,11 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 
 /*
  * asyncrr.submit(queue_name text, payload jsonb, timeout interval,
- *                correlation_id uuid, priority integer, headers jsonb) RETURNS uuid
- * asyncrr._submit(..., inbox_name text) RETURNS uuid
+ *                correlation_id uuid, priority integer, headers jsonb,
+ *                not_before timestamptz, ordering_key text) RETURNS uuid
+ * asyncrr._submit(..., headers jsonb, inbox_name text) RETURNS uuid
  *
- * The second is CALL asyncrr.call's (its call inbox).
+ * The second is 0.2's, for CALL asyncrr.call (its call inbox).
  */
 Datum
 asyncrr_submit(PG_FUNCTION_ARGS)
@@ -1290,22 +1755,30 @@ asyncrr_submit(PG_FUNCTION_ARGS)
 	bool		fresh = PG_ARGISNULL(3);
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
 
+	SubmitArgs	a;
+
 	if (!fresh)
 		*id = *PG_GETARG_UUID_P(3);
+	if (PG_NARGS() == 7)
+	{
+		/* 0.2's asyncrr._submit(..., headers, inbox_name) */
+		submit_args(fcinfo, 2, &a);
+		a.not_before_isnull = true;
+		a.inbox = PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6);
+	}
+	else
+		submit_args(fcinfo, 2, &a);
 	SPI_connect();
 	submit_requests(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0), 1, &payload,
-					&payload_isnull, id, &fresh,
-					PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2),
-					PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4),
-					PG_GETARG_DATUM(5), PG_ARGISNULL(5),
-					(PG_NARGS() > 6 && !PG_ARGISNULL(6)) ? PG_GETARG_TEXT_PP(6) : NULL);
+					&payload_isnull, id, &fresh, &a);
 	SPI_finish();
 	PG_RETURN_UUID_P(id);
 }
 
 /*
  * asyncrr.submit_many(queue_name text, payloads jsonb[], timeout interval,
- *                     correlation_ids uuid[], priority integer, headers jsonb)
+ *                     correlation_ids uuid[], priority integer, headers jsonb,
+ *                     not_before timestamptz, ordering_key text)
  *     RETURNS SETOF uuid
  *
  * submit() for many payloads at once, all or nothing; the ids in payload
@@ -1320,6 +1793,7 @@ asyncrr_submit_many(PG_FUNCTION_ARGS)
 	int			n;
 	pg_uuid_t  *ids;
 	bool	   *fresh;
+	SubmitArgs	a;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	asyncrr_require("requester", "submit");
@@ -1344,12 +1818,10 @@ asyncrr_submit_many(PG_FUNCTION_ARGS)
 				ids[i] = *DatumGetUUIDP(given[i]);
 		}
 	}
+	submit_args(fcinfo, 2, &a);
 	SPI_connect();
 	submit_requests(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0), n, payloads,
-					payload_nulls, ids, fresh,
-					PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2),
-					PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4),
-					PG_GETARG_DATUM(5), PG_ARGISNULL(5), NULL);
+					payload_nulls, ids, fresh, &a);
 	SPI_finish();
 	for (int i = 0; i < n; i++)
 	{
@@ -1812,6 +2284,23 @@ asyncrr_cancel(PG_FUNCTION_ARGS)
 	id = PG_GETARG_UUID_P(0);
 	SPI_connect();
 	check_requests_access(1, id, NULL);
+	row = asyncrr_run(&is_gather_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+	if (row->n > 0 && DatumGetBool(asyncrr_value(row, 0, 1, &isnull)))
+	{
+		/*
+		 * A gather: its live parts are cancelled, locked before it, and it
+		 * ends with them (finish_gathers); or, if a worker left it with
+		 * none (see there), now.
+		 */
+		AsyncrrRows *parts = asyncrr_run(&live_parts_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+
+		end_requests((int) parts->n, row_ids(parts), "cancelled", NULL, NULL,
+					 cstring_to_text("cancelled by the requester"), NULL);
+		live = parts->n > 0 || finish_gathers(1, id) > 0;
+		SPI_finish();
+		PG_RETURN_BOOL(live);
+	}
+	asyncrr_done(row);
 	row = asyncrr_run(&lock_state_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
 	if (row->n == 0)
 		refuse_unknown_request(id);
@@ -1877,6 +2366,190 @@ asyncrr_fail(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(outcome));
+}
+
+/*
+ * asyncrr.report_progress(correlation_id uuid, progress jsonb[, attempt integer])
+ *     RETURNS boolean
+ *
+ * Records the progress of the current claim (with attempt, that attempt's)
+ * and tells the requester's inbox after commit (status "progress"; not for
+ * a part of a scatter, whose requester hears of its gather only).  False,
+ * recording nothing, when the request has ended or the claim is no longer
+ * current; the lease is not changed.
+ */
+Datum
+asyncrr_report_progress(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id;
+	AsyncrrRows *row;
+	Claim		c;
+	bool		attempt_given = PG_NARGS() > 2 && !PG_ARGISNULL(2);
+	bool		recorded = false;
+
+	asyncrr_require("worker", "report_progress");
+	asyncrr_check_not_null("correlation id", PG_ARGISNULL(0));
+	id = PG_GETARG_UUID_P(0);
+	SPI_connect();
+	row = lock_claims(1, id);
+	if (row->n == 0)
+		refuse_unknown_request(id);
+	asyncrr_check_not_null("progress", PG_ARGISNULL(1));
+	asyncrr_check_size_of("progress", PG_GETARG_DATUM(1));
+	read_claim(row, 0, &c);
+
+	if (stale_claim(attempt_given, attempt_given ? PG_GETARG_INT32(2) : 0, &c))
+		recorded = false;
+	else if (strcmp(c.state, "pending") == 0)
+		refuse_not_claimed(id);
+	else if (strcmp(c.state, "claimed") == 0)
+	{
+		AsyncrrRows *done = asyncrr_run(&progress_plan,
+										(Datum[]) {UUIDPGetDatum(id), PG_GETARG_DATUM(1)}, NULL);
+		bool		isnull;
+
+		(void) asyncrr_value(done, 0, 2, &isnull);	/* gather */
+		if (isnull)
+			asyncrr_notify_progress_at_commit(DatumGetTextPP(asyncrr_value(done, 0, 1, &isnull)),
+											  id);
+		recorded = true;
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(recorded);
+}
+
+/*
+ * asyncrr.scatter(queue_names text[], payload jsonb, timeout interval,
+ *                 correlation_id uuid, headers jsonb) RETURNS uuid
+ *
+ * One request, the gather (the id returned), made of one part per queue:
+ * an ordinary request of that queue with the same payload and headers and
+ * the gather's deadline (timeout, else the smallest default_timeout of the
+ * queues).  The gather is a request of no queue (ASYNCRR_SCATTER_QUEUE) in
+ * the caller's inbox, ended by finish_gathers when its parts have.  The
+ * same gather id again, with the same queues and payload, returns it.
+ */
+#define SCATTER_MAX_QUEUES 100
+
+static int
+text_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+Datum
+asyncrr_scatter(PG_FUNCTION_ARGS)
+{
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			n;
+	char	  **names;
+	Datum		payload = PG_GETARG_DATUM(1);
+	bool		payload_isnull = PG_ARGISNULL(1);
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+	bool		fresh = PG_ARGISNULL(3);
+	Interval   *timeout = PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2);
+	SubmitArgs	a = {0};
+	NewRequests g = {0};
+	bool		known = false;
+
+	asyncrr_require("requester", "scatter");
+	n = array_arg(fcinfo, 0, "queue_names", TEXTOID, -1, false, TYPALIGN_INT, &elems, &elem_nulls);
+	if (n < 1 || n > SCATTER_MAX_QUEUES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid number of queues %d", n),
+				 errdetail("A scatter goes to 1 to %d distinct queues.", SCATTER_MAX_QUEUES)));
+	names = palloc(n * sizeof(char *));
+	for (int i = 0; i < n; i++)
+	{
+		asyncrr_check_not_null("queue name", elem_nulls[i]);
+		names[i] = TextDatumGetCString(elems[i]);
+	}
+	qsort(names, n, sizeof(char *), text_cmp);
+	for (int i = 1; i < n; i++)
+		if (strcmp(names[i], names[i - 1]) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("queue \"%s\" appears twice in queue_names", names[i]),
+					 errdetail("A scatter has one part per queue.")));
+	asyncrr_check_not_null("payload", payload_isnull);
+	asyncrr_check_size_of("payload", payload);
+	check_headers(PG_GETARG_DATUM(4), PG_ARGISNULL(4));
+	if (fresh)
+		random_uuid(id);
+	else
+		*id = *PG_GETARG_UUID_P(3);
+
+	SPI_connect();
+	/* each queue exists and may be submitted to; the deadline's timeout */
+	for (int i = 0; i < n; i++)
+	{
+		Queue		q;
+		text	   *queue = cstring_to_text(names[i]);
+
+		lookup_queue(queue, "submit", true, &q);
+		if (timeout == NULL ||
+			(PG_ARGISNULL(2) &&
+			 DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(&q.default_timeout),
+											  IntervalPGetDatum(timeout)))))
+		{
+			timeout = palloc(sizeof(Interval));
+			*timeout = q.default_timeout;
+		}
+	}
+
+	/* the same gather again: same queues and payload */
+	if (!fresh)
+		known = find_repeats(1, id, cstring_to_text(ASYNCRR_SCATTER_QUEUE), &payload, &known) > 0;
+	if (known)
+	{
+		AsyncrrRows *row = asyncrr_run(&part_queues_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+		bool		isnull;
+		Datum		had = asyncrr_value(row, 0, 1, &isnull);
+		Datum	   *old;
+		int			m = 0;
+		bool		same;
+
+		if (!isnull)
+			deconstruct_array(DatumGetArrayTypeP(had), TEXTOID, -1, false, TYPALIGN_INT,
+							  &old, NULL, &m);
+		same = m == n;
+		for (int i = 0; same && i < n; i++)
+			same = strcmp(TextDatumGetCString(old[i]), names[i]) == 0;
+		if (!same)
+			refuse_used_id(id, ASYNCRR_SCATTER_QUEUE);
+		SPI_finish();
+		PG_RETURN_UUID_P(id);
+	}
+
+	/* the gather, then its parts (a part's deadline is the gather's) */
+	g.queue = cstring_to_text(ASYNCRR_SCATTER_QUEUE);
+	g.inbox = requester_inbox(NULL);
+	g.headers = PG_GETARG_DATUM(4);
+	g.headers_isnull = PG_ARGISNULL(4);
+	g.max_attempts = 1;
+	g.timeout = timeout;
+	g.owner = DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name()));
+	if (insert_requests(1, id, &payload, &g) == 0)
+		refuse_used_id(id, NULL);	/* a concurrent submit of this id won */
+
+	a.timeout = timeout;
+	a.headers = g.headers;
+	a.headers_isnull = g.headers_isnull;
+	a.inbox = g.inbox;
+	a.not_before_isnull = true;
+	a.gather = id;
+	for (int i = 0; i < n; i++)
+	{
+		pg_uuid_t	part;
+		bool		part_fresh = true;
+
+		submit_requests(cstring_to_text(names[i]), 1, &payload, &payload_isnull, &part,
+						&part_fresh, &a);
+	}
+	SPI_finish();
+	PG_RETURN_UUID_P(id);
 }
 
 /*
@@ -2038,10 +2711,10 @@ redrive_one(pg_uuid_t *old_id, bool missing_ok)
 	AsyncrrRows *letter;
 	Queue		q;
 	bool		isnull;
-	bool		headers_isnull;
 	text	   *queue;
 	Datum		payload;
-	Datum		headers;
+	Datum		key;
+	NewRequests r = {0};
 	pg_uuid_t  *new_id = palloc(sizeof(pg_uuid_t));
 
 	letter = asyncrr_run(&take_dead_letter_plan, (Datum[]) {UUIDPGetDatum(old_id)}, NULL);
@@ -2059,12 +2732,22 @@ redrive_one(pg_uuid_t *old_id, bool missing_ok)
 
 	random_uuid(new_id);
 	payload = asyncrr_value(letter, 0, 4, &isnull);
-	headers = asyncrr_value(letter, 0, 5, &headers_isnull);
-	(void) insert_requests(1, new_id, queue, DatumGetTextPP(asyncrr_value(letter, 0, 2, &isnull)),
-						   &payload, headers, headers_isnull,
-						   DatumGetInt32(asyncrr_value(letter, 0, 6, &isnull)), q.max_attempts,
-						   DatumGetIntervalP(asyncrr_value(letter, 0, 7, &isnull)),
-						   asyncrr_value(letter, 0, 3, &isnull), old_id);
+	r.queue = queue;
+	r.inbox = DatumGetTextPP(asyncrr_value(letter, 0, 2, &isnull));
+	r.headers = asyncrr_value(letter, 0, 5, &r.headers_isnull);
+	r.priority = DatumGetInt32(asyncrr_value(letter, 0, 6, &isnull));
+	r.max_attempts = q.max_attempts;
+	r.timeout = DatumGetIntervalP(asyncrr_value(letter, 0, 7, &isnull));
+	r.owner = asyncrr_value(letter, 0, 3, &isnull);
+	r.redriven_from = old_id;
+	/* a request of an ordering key joins the end of its key's order */
+	key = asyncrr_value(letter, 0, 8, &isnull);
+	if (!isnull)
+	{
+		r.ordering_key = DatumGetTextPP(key);
+		r.key_places = lock_ordering_key(queue, r.ordering_key, 1);
+	}
+	(void) insert_requests(1, new_id, &payload, &r);
 	asyncrr_done(asyncrr_run(&mark_redriven_plan,
 							 (Datum[]) {UUIDPGetDatum(old_id), UUIDPGetDatum(new_id)}, NULL));
 	asyncrr_done(letter);
@@ -2151,25 +2834,34 @@ Datum
 asyncrr_expire_deadlines(PG_FUNCTION_ARGS)
 {
 	AsyncrrRows *due;
+	AsyncrrRows *gathers;
+	int32		n;
 
 	asyncrr_check_not_null("batch_size", PG_ARGISNULL(0));
 	SPI_connect();
 	due = asyncrr_run(&due_plan, (Datum[]) {PG_GETARG_DATUM(0)}, NULL);
 	time_out_requests(due);
+	n = (int32) due->n;
+	/* gathers end with their last part; here, those whose part a client held */
+	gathers = asyncrr_run(&due_gathers_plan, (Datum[]) {PG_GETARG_DATUM(0)}, NULL);
+	n += finish_gathers((int) gathers->n, row_ids(gathers));
 	SPI_finish();
-	PG_RETURN_INT32((int32) due->n);
+	PG_RETURN_INT32(n);
 }
 
 /*
  * asyncrr._expire_leases(batch_size integer) RETURNS integer
  *
  * Claimed requests whose lease ran out go back to pending, or, when that
- * was their last attempt, are dead-lettered (reason max_attempts).
+ * was their last attempt, are dead-lettered (reason max_attempts).  And
+ * delayed requests whose time has come are made claimable.  Returns the
+ * larger of the two counts (each at most batch_size).
  */
 Datum
 asyncrr_expire_leases(PG_FUNCTION_ARGS)
 {
 	AsyncrrRows *expired;
+	AsyncrrRows *delayed;
 	pg_uuid_t  *last = NULL;
 	pg_uuid_t  *again = NULL;
 	int			n_last = 0;
@@ -2196,8 +2888,17 @@ asyncrr_expire_leases(PG_FUNCTION_ARGS)
 			 cstring_to_text("max_attempts"));
 	if (n_again > 0)
 		asyncrr_done(asyncrr_run(&requeue_plan, (Datum[]) {uuid_array(n_again, again)}, NULL));
+
+	/* and delayed requests whose time has come may be claimed now */
+	delayed = asyncrr_run(&delayed_due_plan, (Datum[]) {PG_GETARG_DATUM(0)}, NULL);
+	for (uint64 i = 0; i < delayed->n; i++)
+	{
+		bool		isnull;
+
+		asyncrr_wake_queue_at_commit(DatumGetTextPP(asyncrr_value(delayed, i, 2, &isnull)));
+	}
 	SPI_finish();
-	PG_RETURN_INT32((int32) expired->n);
+	PG_RETURN_INT32((int32) Max(expired->n, delayed->n));
 }
 
 /*
@@ -2327,11 +3028,15 @@ asyncrr_submit_call(text *queue, Datum payload, bool payload_isnull, Interval *t
 {
 	pg_uuid_t  *id = palloc0(sizeof(pg_uuid_t));
 	bool		fresh = given == NULL;
+	SubmitArgs	a = {0};
 
 	if (given != NULL)
 		*id = *given;
-	submit_requests(queue, 1, &payload, &payload_isnull, id, &fresh, timeout,
-					false, 0, (Datum) 0, true, cstring_to_text(ASYNCRR_CALL_INBOX));
+	a.timeout = timeout;
+	a.headers_isnull = true;
+	a.not_before_isnull = true;
+	a.inbox = cstring_to_text(ASYNCRR_CALL_INBOX);
+	submit_requests(queue, 1, &payload, &payload_isnull, id, &fresh, &a);
 	return id;
 }
 
