@@ -21,9 +21,10 @@ PGFILEDESC = "asyncrr - durable request-reply for PostgreSQL"
 # instance with asyncrr.notify_dispatch = off (test/nodispatch.conf), where
 # each session sends its own notifications at its commit: only specs whose
 # point is that path, or whose output cannot be made independent of when
-# a notification arrives.  reply-routing: the isolation tester prints each
-# notification with the session that sent it.  (No SQL file needs it.)
-ISOLATION_NODISPATCH = reply-routing
+# a notification arrives.  reply-routing and progress-vs-complete: the
+# isolation tester prints each notification with the session that sent
+# it.  (No SQL file needs it.)
+ISOLATION_NODISPATCH = reply-routing progress-vs-complete
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=$(srcdir)/test/regress.conf \

@@ -1,6 +1,6 @@
 -- Progress reports: report_progress() by the worker holding the claim;
 -- status() shows the latest, kept after the end and on a dead letter.
--- (The notification, status "progress", is checked in test/t/007_notify.pl.)
+-- (The notification, status "progress": specs/progress-vs-complete.spec.)
 \set VERBOSITY terse
 SELECT asyncrr.create_queue('pg_q', default_timeout => '1 hour', lease => '1 hour', max_attempts => 1);
 UNLISTEN *;
