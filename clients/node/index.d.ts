@@ -2,6 +2,7 @@
 // request-reply in PostgreSQL 15). The SQL contract is doc/reference.md.
 
 import type { ClientBase, DatabaseError, Pool, PoolConfig } from 'pg';
+import { EventEmitter } from 'node:events';
 
 /** Milliseconds, or a PostgreSQL interval string such as `'30 seconds'`. */
 export type Interval = number | string;
@@ -28,7 +29,7 @@ export class Reply<T = any> {
   readonly correlationId: string;
   /** The final state; from `wait()` after its timeout, the live state. */
   readonly status: FinalState | LiveState;
-  /** The worker's reply (parsed JSON) when `status` is `completed`. */
+  /** The worker's reply (parsed JSON) when `status` is `completed`; for a gather, a `GatherReply` whatever the status. */
   readonly reply: T | null;
   /** The error text for `failed`, `timed_out`, `cancelled`, `dead_lettered`. */
   readonly error: string | null;
@@ -54,6 +55,17 @@ export interface SubmitOptions {
   priority?: number;
   /** A JSON object handed to the worker with the payload. */
   headers?: Record<string, unknown> | null;
+  /**
+   * Not claimable before this time (a Date, or a timestamp string); the
+   * deadline is `notBefore` + timeout; a time in the past means now.
+   * Passed as `not_before =>` (asyncrr 0.3).
+   */
+  notBefore?: Date | string | null;
+  /**
+   * Claimable only once every earlier request of this key in the queue
+   * (submit order) has ended. Passed as `ordering_key =>` (asyncrr 0.3).
+   */
+  orderingKey?: string | null;
 }
 
 export interface SubmitManyOptions {
@@ -61,6 +73,40 @@ export interface SubmitManyOptions {
   correlationIds?: (string | null)[];
   priority?: number;
   headers?: Record<string, unknown> | null;
+  /** As for `submit()`, for every request. */
+  notBefore?: Date | string | null;
+  /** One key for the whole batch: handled one after the other, in payload order. */
+  orderingKey?: string | null;
+}
+
+export interface ScatterOptions {
+  /** Time to the gather's deadline, shared by its parts (default: the smallest `default_timeout` of the queues). */
+  timeout?: Interval;
+  /** Makes the scatter idempotent (same queues, in any order, and payload). */
+  correlationId?: string;
+  /** A JSON object handed to every part's worker with the payload. */
+  headers?: Record<string, unknown> | null;
+}
+
+/** One queue's outcome in a gather's reply. */
+export interface PartOutcome<T = any> {
+  status: FinalState;
+  /** For `completed`. */
+  reply?: T;
+  /** For `failed`, `cancelled`, `dead_lettered`. */
+  error?: string;
+}
+
+/** The `reply` of a gather: each part's outcome, keyed by queue name. */
+export type GatherReply<T = any> = Record<string, PartOutcome<T>>;
+
+/** A row of `asyncrr.parts()`. */
+export interface Part {
+  correlationId: string;
+  queue: string;
+  state: FinalState | LiveState;
+  reply: any;
+  error: string | null;
 }
 
 export interface RequestStatus {
@@ -75,6 +121,10 @@ export interface RequestStatus {
   reply: any;
   error: string | null;
   deadLetterReason: string | null;
+  /** The last progress a worker reported (`ctx.reportProgress()`), or null; kept after the end. */
+  progress: any;
+  /** When it was reported, or null. */
+  progressAt: Date | null;
 }
 
 /** `CALL asyncrr.call(...)`: submit, wait and take the reply in one statement (autocommit only). */
@@ -92,6 +142,14 @@ export function wait<T = any>(client: ClientBase, correlationId: string, timeout
 export function status(client: Queryable, correlationId: string): Promise<RequestStatus | null>;
 /** `asyncrr.cancel(id)`: false if the request had already ended. */
 export function cancel(client: Queryable, correlationId: string): Promise<boolean>;
+/**
+ * `asyncrr.scatter(...)`: one request per queue, gathered in one request
+ * whose id is returned; its reply (a `GatherReply`) comes to this
+ * connection's inbox like any other.
+ */
+export function scatter(client: ClientBase, queues: string[], payload: unknown, opts?: ScatterOptions): Promise<string>;
+/** `asyncrr.parts(id)`: a gather's parts by queue name; empty for an unknown id. */
+export function parts(client: Queryable, correlationId: string): Promise<Part[]>;
 
 export interface InboxOptions {
   /** A durable inbox; omitted or null: this connection's session inbox. */
@@ -104,9 +162,11 @@ export interface InboxOptions {
 
 /**
  * An inbox held by one connection: LISTENs on its channel, takes what is
- * waiting on open, then yields replies as they arrive.
+ * waiting on open, then yields replies as they arrive. Emits `'progress'`
+ * (with the correlation id) when a worker reports progress for one of its
+ * requests; read the progress with `status()`.
  */
-export class Inbox implements AsyncIterable<Reply> {
+export class Inbox extends EventEmitter implements AsyncIterable<Reply> {
   static open(client: ClientBase, opts?: InboxOptions): Promise<Inbox>;
   private constructor();
   readonly client: ClientBase;
@@ -121,6 +181,15 @@ export class Inbox implements AsyncIterable<Reply> {
   [Symbol.asyncIterator](): AsyncGenerator<Reply, void, undefined>;
   /** `submit()` on the inbox's connection. */
   submit(queue: string, payload: unknown, opts?: SubmitOptions): Promise<string>;
+  /** `scatter()` on the inbox's connection: the gather's reply comes to this inbox. */
+  scatter(queues: string[], payload: unknown, opts?: ScatterOptions): Promise<string>;
+  /** A worker reported progress for the request `correlationId` (not a reply: nothing is taken). */
+  on(event: 'progress', listener: (correlationId: string) => void): this;
+  once(event: 'progress', listener: (correlationId: string) => void): this;
+  off(event: 'progress', listener: (correlationId: string) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+  off(event: string | symbol, listener: (...args: any[]) => void): this;
   /**
    * `asyncrr.close_inbox()`; resolves to the replies taken but not yet
    * handed out (usually none).
@@ -137,6 +206,14 @@ export interface JobContext {
   leaseUntil: Date;
   /** Aborted when the claim is lost (lease ran out, request ended) or stop() gives up on the handler. */
   signal: AbortSignal;
+  /**
+   * `asyncrr.report_progress(id, progress, attempt)` with this claim's
+   * attempt, on a pool connection, committed at once: the requester's
+   * Inbox emits `'progress'` and `status()` shows it. Resolves to false
+   * (recording nothing) if the request has ended or the claim is no longer
+   * current. Does not extend the lease.
+   */
+  reportProgress(progress: unknown): Promise<boolean>;
 }
 
 export type Handler<P = any, R = any> = (payload: P, headers: Record<string, unknown> | null, ctx: JobContext) => R | Promise<R>;
@@ -183,6 +260,8 @@ export interface WorkerStats {
   leasesLost: number;
   abandoned: number;
   waits: number;
+  /** Progress reports recorded (`ctx.reportProgress()` that resolved true). */
+  progress: number;
 }
 
 export class Worker<P = any, R = any> {

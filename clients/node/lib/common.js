@@ -15,7 +15,8 @@ const FINAL_STATES = Object.freeze(['completed', 'failed', 'timed_out', 'cancell
  * `timed_out`, `cancelled`, `dead_lettered`), or, from {@link wait} when
  * its timeout passed first, the live state (`pending` or `claimed`).
  * `reply` is the worker's reply (parsed JSON) for `completed`; `error` the
- * error text for the other final states.
+ * error text for the other final states. For a gather ({@link scatter}),
+ * `reply` is the parts' outcomes keyed by queue name, whatever the status.
  */
 class Reply {
   /**
@@ -64,6 +65,24 @@ function toInterval(v, what) {
 }
 
 /**
+ * A timestamptz parameter: a Date (pg sends it with its UTC offset), or a
+ * string PostgreSQL reads as a timestamptz (`'2030-01-01T00:00:00Z'`);
+ * null or undefined is SQL NULL.
+ * @param {Date|string|null|undefined} v
+ * @param {string} what
+ * @returns {Date|string|null}
+ */
+function toTimestamp(v, what) {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Date) {
+    if (Number.isNaN(v.getTime())) throw new TypeError(`${what} is an invalid Date`);
+    return v;
+  }
+  if (typeof v === 'string') return v;
+  throw new TypeError(`${what} must be a Date or a timestamp string`);
+}
+
+/**
  * A jsonb parameter: the value serialized with JSON.stringify (always
  * explicitly, as `pg` would otherwise send a JavaScript array as a
  * PostgreSQL array); undefined is SQL NULL.
@@ -104,4 +123,4 @@ function replyFromRow(row, correlationId) {
   });
 }
 
-module.exports = { Reply, FINAL_STATES, toInterval, toJson, query, replyFromRow };
+module.exports = { Reply, FINAL_STATES, toInterval, toTimestamp, toJson, query, replyFromRow };

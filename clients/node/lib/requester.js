@@ -1,12 +1,35 @@
 'use strict';
 /**
- * The requester side: call, submit, wait, and the Inbox that LISTENs for
- * replies and takes them in batches.
+ * The requester side: call, submit, wait, scatter, and the Inbox that
+ * LISTENs for replies and takes them in batches.
  * @module asyncrr/requester
  */
 
-const { Reply, toInterval, toJson, query, replyFromRow } = require('./common');
+const { EventEmitter } = require('node:events');
+const { Reply, toInterval, toTimestamp, toJson, query, replyFromRow } = require('./common');
 const { mapError } = require('./errors');
+
+/**
+ * The `not_before` and `ordering_key` arguments (asyncrr 0.3) of submit and
+ * submit_many: added to `params`, by name and only when given (a plain
+ * submit sends the statement it always did).
+ * @param {any[]} params
+ * @param {{notBefore?: Date|string|null, orderingKey?: string|null}} opts
+ * @returns {string} the text to append to the argument list
+ */
+function schedulingArgs(params, opts) {
+  let text = '';
+  if (opts.notBefore !== undefined && opts.notBefore !== null) {
+    params.push(toTimestamp(opts.notBefore, 'notBefore'));
+    text += `, not_before => $${params.length}::timestamptz`;
+  }
+  if (opts.orderingKey !== undefined && opts.orderingKey !== null) {
+    if (typeof opts.orderingKey !== 'string') throw new TypeError('orderingKey must be a string');
+    params.push(opts.orderingKey);
+    text += `, ordering_key => $${params.length}::text`;
+  }
+  return text;
+}
 
 /**
  * One round trip in one statement: `CALL asyncrr.call(...)`. It submits,
@@ -40,37 +63,106 @@ async function call(client, queue, payload, opts = {}) {
  * Use the same connection to {@link wait} for the reply or to read it from
  * an {@link Inbox}: a pg.Pool would submit from any of its connections.
  *
+ * `notBefore` (a Date, or a timestamp string): the request is not claimable
+ * before then (asyncrr's background worker makes it claimable within
+ * `asyncrr.precision`); its deadline is `notBefore` plus the timeout; a
+ * time in the past means now. `orderingKey`: within the queue, the request
+ * is claimable only once every earlier request with the same key (in
+ * submit order) has ended; a retry keeps its place. Both are passed by name
+ * and need asyncrr 0.3.
+ *
  * @param {import('pg').ClientBase} client
  * @param {string} queue
  * @param {any} payload any JSON-serializable value
- * @param {{timeout?: number|string, correlationId?: string, priority?: number, headers?: object}} [opts]
+ * @param {{timeout?: number|string, correlationId?: string, priority?: number, headers?: object,
+ *   notBefore?: Date|string|null, orderingKey?: string|null}} [opts]
  * @returns {Promise<string>} the correlation id (a uuid)
  */
 async function submit(client, queue, payload, opts = {}) {
+  const params = [queue, toJson(payload), toInterval(opts.timeout, 'timeout'), opts.correlationId || null,
+    opts.priority === undefined ? 0 : opts.priority, toJson(opts.headers)];
+  const more = schedulingArgs(params, opts);
   const res = await query(client,
-    'SELECT asyncrr.submit($1, $2::jsonb, $3::interval, $4::uuid, $5::integer, $6::jsonb) AS id',
-    [queue, toJson(payload), toInterval(opts.timeout, 'timeout'), opts.correlationId || null,
-      opts.priority === undefined ? 0 : opts.priority, toJson(opts.headers)]);
+    `SELECT asyncrr.submit($1, $2::jsonb, $3::interval, $4::uuid, $5::integer, $6::jsonb${more}) AS id`,
+    params);
   return res.rows[0].id;
 }
 
 /**
  * `asyncrr.submit_many(...)`: submits every payload in one statement, all
- * or nothing; returns the correlation ids in the order of `payloads`.
+ * or nothing; returns the correlation ids in the order of `payloads`. The
+ * options are as for {@link submit} and apply to every request; with
+ * `orderingKey` they are handled one after the other in payload order.
  *
  * @param {import('pg').ClientBase} client
  * @param {string} queue
  * @param {any[]} payloads
- * @param {{timeout?: number|string, correlationIds?: (string|null)[], priority?: number, headers?: object}} [opts]
+ * @param {{timeout?: number|string, correlationIds?: (string|null)[], priority?: number, headers?: object,
+ *   notBefore?: Date|string|null, orderingKey?: string|null}} [opts]
  * @returns {Promise<string[]>}
  */
 async function submitMany(client, queue, payloads, opts = {}) {
   if (!Array.isArray(payloads)) throw new TypeError('payloads must be an array');
+  const params = [queue, payloads.map(toJson), toInterval(opts.timeout, 'timeout'), opts.correlationIds || null,
+    opts.priority === undefined ? 0 : opts.priority, toJson(opts.headers)];
+  const more = schedulingArgs(params, opts);
   const res = await query(client,
-    'SELECT id FROM asyncrr.submit_many($1, $2::jsonb[], $3::interval, $4::uuid[], $5::integer, $6::jsonb) AS id',
-    [queue, payloads.map(toJson), toInterval(opts.timeout, 'timeout'), opts.correlationIds || null,
-      opts.priority === undefined ? 0 : opts.priority, toJson(opts.headers)]);
+    `SELECT id FROM asyncrr.submit_many($1, $2::jsonb[], $3::interval, $4::uuid[], $5::integer, $6::jsonb${more}) AS id`,
+    params);
   return res.rows.map((r) => r.id);
+}
+
+/**
+ * `asyncrr.scatter(...)`: scatter-gather. One request per queue (the
+ * *parts*: 1 to 100 distinct queues, the same payload and headers), gathered
+ * in one request whose correlation id is returned. Only the gather replies,
+ * to this session's inbox like {@link submit} (take it with {@link wait} or
+ * an {@link Inbox}): once its last part has ended, or at its deadline
+ * (`timeout`, default: the smallest `default_timeout` of the queues; the
+ * parts share it).
+ *
+ * The gather's Reply has as `reply` an object keyed by queue name,
+ * `{q: {status: 'completed', reply: ...}, r: {status: 'failed', error: '...'},
+ * s: {status: 'timed_out'}}`, and as `status` `completed` if every part
+ * completed, `timed_out` if one timed out, `cancelled` if one was cancelled
+ * ({@link cancel} on the gather cancels its unfinished parts), else
+ * `failed`; `error` then names the parts that did not complete.
+ * `correlationId` makes it idempotent (same queues, in any order, and
+ * payload). {@link parts} lists the parts.
+ *
+ * @param {import('pg').ClientBase} client
+ * @param {string[]} queues
+ * @param {any} payload any JSON-serializable value
+ * @param {{timeout?: number|string, correlationId?: string, headers?: object}} [opts]
+ * @returns {Promise<string>} the gather's correlation id
+ */
+async function scatter(client, queues, payload, opts = {}) {
+  if (!Array.isArray(queues)) throw new TypeError('queues must be an array of queue names');
+  const res = await query(client,
+    'SELECT asyncrr.scatter($1::text[], $2::jsonb, $3::interval, $4::uuid, $5::jsonb) AS id',
+    [queues, toJson(payload), toInterval(opts.timeout, 'timeout'), opts.correlationId || null,
+      toJson(opts.headers)]);
+  return res.rows[0].id;
+}
+
+/**
+ * `asyncrr.parts(id)`: the parts of a gather of this role ({@link scatter}),
+ * ordered by queue name; empty for an unknown id (or one that is not a
+ * gather). Takes nothing.
+ * @param {import('pg').ClientBase|import('pg').Pool} client
+ * @param {string} correlationId the gather's id
+ * @returns {Promise<{correlationId: string, queue: string, state: string, reply: any, error: string|null}[]>}
+ */
+async function parts(client, correlationId) {
+  const res = await query(client,
+    'SELECT correlation_id, queue_name, state, reply, error FROM asyncrr.parts($1::uuid)', [correlationId]);
+  return res.rows.map((r) => ({
+    correlationId: r.correlation_id,
+    queue: r.queue_name,
+    state: r.state,
+    reply: r.reply,
+    error: r.error,
+  }));
 }
 
 /**
@@ -94,11 +186,14 @@ async function wait(client, correlationId, timeout) {
 /**
  * `asyncrr.status(id)`: the whole story of a request of this role, or null
  * for an unknown id (or another role's). Does not take the reply.
+ * `progress` and `progressAt` are the last progress a worker reported
+ * (`ctx.reportProgress()`) and when (null if none; kept after the request
+ * ends). For a gather ({@link scatter}) `queue` is `(scatter)`.
  * @param {import('pg').ClientBase|import('pg').Pool} client
  * @param {string} correlationId
  * @returns {Promise<null|{correlationId: string, queue: string, state: string, attempt: number,
  *   worker: string|null, submittedAt: Date, deadline: Date, finishedAt: Date|null, reply: any,
- *   error: string|null, deadLetterReason: string|null}>}
+ *   error: string|null, deadLetterReason: string|null, progress: any, progressAt: Date|null}>}
  */
 async function status(client, correlationId) {
   const res = await query(client, 'SELECT * FROM asyncrr.status($1::uuid)', [correlationId]);
@@ -116,6 +211,8 @@ async function status(client, correlationId) {
     reply: r.reply,
     error: r.error,
     deadLetterReason: r.dead_letter_reason,
+    progress: r.progress === undefined ? null : r.progress,
+    progressAt: r.progress_at === undefined ? null : r.progress_at,
   };
 }
 
@@ -154,8 +251,20 @@ async function cancel(client, correlationId) {
  * reply is marked taken in the database when its batch is taken: replies
  * taken but not yet handed out when the inbox is closed are returned by
  * {@link Inbox#close}.
+ *
+ * The inbox is an EventEmitter: a worker's progress report
+ * (`ctx.reportProgress()`) for one of its live requests emits `'progress'`
+ * with the request's correlation id. The notification carries only the id:
+ * read the progress itself with {@link status} (`progress`, `progressAt`).
+ * Progress notifications are not replies and lead to no take; like every
+ * notification they are not durable, and none is sent for the parts of a
+ * gather.
+ *
+ * ```js
+ * inbox.on('progress', async (id) => console.log(id, (await status(client, id)).progress));
+ * ```
  */
-class Inbox {
+class Inbox extends EventEmitter {
   /**
    * Opens an inbox on this connection (`asyncrr.open_inbox()`), LISTENs on
    * its channel, and takes the replies already waiting in it.
@@ -177,6 +286,7 @@ class Inbox {
 
   /** @private use Inbox.open() */
   constructor(client, opts) {
+    super();
     if (!client || typeof client.query !== 'function' || typeof client.on !== 'function') {
       throw new TypeError('Inbox.open needs a connected pg.Client');
     }
@@ -203,12 +313,18 @@ class Inbox {
     this._filling = null;
     this._waiters = new Set();
     this._onNotification = (msg) => {
-      // Any notification on the channel means: take again. (The payload
-      // names one reply, but replies are taken in batches anyway.)
-      if (msg.channel === this.channel) {
-        this._mayHaveMore = true;
-        this._wake();
+      if (msg.channel !== this.channel) return;
+      const progressOf = progressId(msg.payload);
+      if (progressOf !== null) {
+        // A progress report, not a reply: nothing to take. Emitted on the
+        // next tick, out of pg's message handling.
+        process.nextTick(() => this.emit('progress', progressOf));
+        return;
       }
+      // Any other notification on the channel means: take again. (The
+      // payload names one reply, but replies are taken in batches anyway.)
+      this._mayHaveMore = true;
+      this._wake();
     };
     this._onEnd = () => {
       if (!this._closed && !this._failure) this._failure = new Error('the inbox\'s connection ended');
@@ -335,11 +451,24 @@ class Inbox {
    * the inbox's connection).
    * @param {string} queue
    * @param {any} payload
-   * @param {{timeout?: number|string, correlationId?: string, priority?: number, headers?: object}} [opts]
+   * @param {{timeout?: number|string, correlationId?: string, priority?: number, headers?: object,
+   *   notBefore?: Date|string|null, orderingKey?: string|null}} [opts]
    * @returns {Promise<string>}
    */
   submit(queue, payload, opts) {
     return submit(this.client, queue, payload, opts);
+  }
+
+  /**
+   * Scatters a request whose gathered reply comes to this inbox
+   * ({@link scatter} on the inbox's connection).
+   * @param {string[]} queues
+   * @param {any} payload
+   * @param {{timeout?: number|string, correlationId?: string, headers?: object}} [opts]
+   * @returns {Promise<string>} the gather's correlation id
+   */
+  scatter(queues, payload, opts) {
+    return scatter(this.client, queues, payload, opts);
   }
 
   /**
@@ -367,4 +496,21 @@ class Inbox {
   }
 }
 
-module.exports = { call, submit, submitMany, wait, status, cancel, Inbox, Reply };
+/**
+ * The correlation id of a progress notification (`{"correlation_id": "…",
+ * "status": "progress"}`), or null for any other payload.
+ * @param {string} payload
+ * @returns {string|null}
+ */
+function progressId(payload) {
+  let body;
+  try {
+    body = JSON.parse(payload);
+  } catch {
+    return null;
+  }
+  if (body && body.status === 'progress' && typeof body.correlation_id === 'string') return body.correlation_id;
+  return null;
+}
+
+module.exports = { call, submit, submitMany, wait, status, cancel, scatter, parts, Inbox, Reply };

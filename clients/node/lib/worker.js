@@ -62,14 +62,17 @@ function errorText(err, max) {
  * attempt, to the dead letters. While a handler runs longer than half its
  * lease, the lease is extended (`asyncrr.extend_lease`) every half lease.
  * Every call passes the claim's `attempt`, so a worker whose lease ran out
- * changes nothing (`late`).
+ * changes nothing (`late`). A handler may report progress with
+ * `ctx.reportProgress(progress)` (`asyncrr.report_progress(id, progress,
+ * attempt)`).
  *
  * `stop()` stops claiming, waits for the handlers it holds (up to
  * `stopTimeout`), fails the ones still running with `retry => true`,
  * records every reply, and resolves: no claim is left to expire.
  *
  * Connections: one for waiting and claiming, held while the worker runs,
- * and others from the pool for completing, failing and extending leases.
+ * and others from the pool for completing, failing, extending leases and
+ * reporting progress.
  * A pool given in `{pool}` needs `max` >= 2.
  */
 class Worker {
@@ -135,6 +138,7 @@ class Worker {
     this.stats = {
       claimed: 0, completed: 0, duplicate: 0, late: 0, failed: 0, retried: 0, deadLettered: 0,
       completeCalls: 0, maxCompleteBatch: 0, claimedWithReplies: 0, leaseExtensions: 0, leasesLost: 0, abandoned: 0, waits: 0,
+      progress: 0,
     };
   }
 
@@ -412,6 +416,7 @@ class Worker {
       deadline: row.deadline,
       leaseUntil: row.lease_until,
       signal: controller.signal,
+      reportProgress: (progress) => this._reportProgress(job, progress),
     };
     Promise.resolve()
       .then(() => this._handler(row.payload, row.headers, ctx))
@@ -493,6 +498,30 @@ class Worker {
       } finally {
         job.extending = false;
       }
+    })());
+  }
+
+  /**
+   * ctx.reportProgress: `asyncrr.report_progress(id, progress, attempt)` on
+   * a connection of the pool (as extend_lease), committed at once. Resolves
+   * to true if recorded, false if the request has ended or this claim is no
+   * longer current; not retried (a connection error rejects). Tracked, so
+   * stop() waits for it.
+   */
+  _reportProgress(job, progress) {
+    let json;
+    try {
+      json = toJson(progress);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this._track((async () => {
+      const res = await query(this._pool,
+        'SELECT asyncrr.report_progress($1::uuid, $2::jsonb, $3::integer) AS recorded',
+        [job.id, json, job.attempt]);
+      const recorded = res.rows[0].recorded;
+      if (recorded) this.stats.progress++;
+      return recorded;
     })());
   }
 

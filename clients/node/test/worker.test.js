@@ -188,8 +188,10 @@ describe('worker', () => {
       assert.equal(r.error, 'always broken');
       const { rows } = await admin.query('SELECT reason, last_error FROM asyncrr.dead_letters WHERE correlation_id = $1', [id]);
       assert.deepEqual(rows, [{ reason: 'max_attempts', last_error: 'always broken' }]);
-      assert.equal(w.stats.retried, 1);
-      assert.equal(w.stats.deadLettered, 1);
+      // The worker counts an outcome when fail()'s result reaches it, which
+      // may be after the requester has the reply (the commit wakes both).
+      await waitFor(() => w.stats.retried === 1 && w.stats.deadLettered === 1,
+        { timeoutMs: 5000, what: 'the worker to count one retry and one dead letter' });
       await w.stop();
       await run;
     } finally {

@@ -12,9 +12,16 @@ Requesters::
         for reply in inbox.replies(timeout=30):
             ...
 
+    gid = asyncrr.scatter(conn, ["price", "stock"], {"sku": 17})   # one reply for both
+    cid = asyncrr.submit(conn, "mail", {"to": "x"}, not_before=when, ordering_key="user-7")
+
 Workers::
 
     asyncrr.Worker("dbname=app", "resize", handle, concurrency=4).run(handle_signals=True)
+
+    def handle(payload, headers, job):                      # with pass_job=True
+        job.report_progress({"pct": 50})
+        ...
 
 Every call is plain SQL against the asyncrr extension (doc/reference.md);
 errors with a documented SQLSTATE are raised as :class:`AsyncrrError`
@@ -28,17 +35,18 @@ from .errors import (AsyncrrError, ClaimSuperseded, CorrelationIdConflict, Inbox
                      Timeout, UnknownDeadLetter, UnknownQueue, UnknownRequest, WrongIsolationLevel,
                      WrongState)
 from .inbox import Inbox
-from .requester import (call, call_async, cancel, cancel_async, status, status_async, submit,
-                        submit_async, submit_many, submit_many_async, wait, wait_async)
+from .requester import (call, call_async, cancel, cancel_async, parts, parts_async, scatter,
+                        scatter_async, status, status_async, submit, submit_async, submit_many,
+                        submit_many_async, wait, wait_async)
 from .worker import Job, Worker
 
 __version__ = "0.3.0"
 
 __all__ = [
     "Reply", "Duration", "FINAL_STATES",
-    "call", "submit", "submit_many", "wait", "cancel", "status",
+    "call", "submit", "submit_many", "wait", "cancel", "status", "scatter", "parts",
     "call_async", "submit_async", "submit_many_async", "wait_async", "cancel_async",
-    "status_async",
+    "status_async", "scatter_async", "parts_async",
     "Inbox", "Worker", "Job",
     "AsyncrrError", "InvalidArgument", "NullArgument", "CorrelationIdConflict",
     "InTransactionBlock", "NotPermitted", "NotFound", "UnknownQueue", "UnknownRequest",

@@ -28,6 +28,8 @@ class Reply:
         ``cancelled`` or ``dead_lettered``;
     ``reply``
         the worker's reply (decoded JSON) for ``completed``, else ``None``;
+        for a gather (:func:`asyncrr.scatter`), whatever its status, the
+        parts' outcomes keyed by queue name;
     ``error``
         the error text for the other states (``fail()``'s error,
         ``no reply within ...``, ``cancelled by the requester``, ...);

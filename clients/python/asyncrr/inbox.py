@@ -17,6 +17,10 @@ call: the replies are in the inbox, and the inbox is the truth.  So:
 * and every ``poll_interval`` seconds it takes once anyway, in case a
   notification was lost (they are not durable).
 
+A notification whose status is ``progress`` (a worker's
+``report_progress()``) is not a reply and leads to no take: it is handed to
+the ``on_progress`` callback, if there is one, and dropped otherwise.
+
 Replies that have been taken but not yet handed out stay in the object, so
 breaking out of a loop loses nothing: the next loop, or :meth:`Inbox.take`,
 returns them first.
@@ -25,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import inspect
 import json
 import selectors
 import time
 import uuid
-from typing import (Any, AsyncIterator, Deque, Dict, Iterator, List, Mapping, Optional,
-                    Set, Union)
+from typing import (Any, AsyncIterator, Callable, Deque, Dict, Iterator, List, Mapping,
+                    Optional, Sequence, Set, Union)
 
 import psycopg
 
@@ -56,6 +61,9 @@ _GIVE_UP = 10.0
 # How many taken correlation ids are remembered, to ignore notifications
 # that arrive after their reply was taken.
 _RECENT = 4096
+
+#: ``on_progress(correlation_id)``: told of a progress report (see :class:`Inbox`).
+ProgressCallback = Callable[[uuid.UUID], Any]
 
 
 def _notify_mode(conn) -> str:
@@ -103,6 +111,20 @@ class Inbox:
         how long :meth:`open` retries while another live session holds the
         durable inbox (:class:`~asyncrr.InboxInUse`), as after a restart
         whose old backend has not ended yet (default 0: no retry).
+    ``on_progress``
+        ``on_progress(correlation_id)`` (a :class:`uuid.UUID`) is called
+        for each progress notification of the inbox: a worker reported
+        progress (``report_progress()``, :meth:`asyncrr.Job.report_progress`)
+        for one of its live requests.  The notification carries only the
+        id: read the progress itself with :func:`asyncrr.status` (keys
+        ``progress`` and ``progress_at``).  It is called from
+        :meth:`replies` and :meth:`take` (their ``_async`` twins), between
+        statements and never while one runs, so it may use the connection;
+        on an :class:`psycopg.AsyncConnection` it may be a coroutine
+        function.  Progress notifications are not replies: they lead to no
+        take.  Without a callback they are ignored.  Like every
+        notification they are not durable, and none is sent for the parts
+        of a gather (:func:`asyncrr.scatter`).
 
     Synchronous use::
 
@@ -126,7 +148,8 @@ class Inbox:
 
     def __init__(self, conn: Union[psycopg.Connection, psycopg.AsyncConnection],
                  name: Optional[str] = None, *, batch: int = 100,
-                 poll_interval: Optional[float] = 30.0, in_use_timeout: float = 0.0):
+                 poll_interval: Optional[float] = 30.0, in_use_timeout: float = 0.0,
+                 on_progress: Optional[ProgressCallback] = None):
         """See the class docstring; nothing is sent to the server here."""
         if batch < 1:
             raise ValueError("batch must be at least 1")
@@ -135,11 +158,14 @@ class Inbox:
         self.batch = batch
         self.poll_interval = poll_interval
         self.in_use_timeout = in_use_timeout
+        #: The progress callback (see the class docstring), or None.
+        self.on_progress = on_progress
         #: The LISTEN channel, ``asyncrr.<inbox name>``, once open.
         self.channel: Optional[str] = None
         #: The inbox's name (for a session inbox, ``_session_...``), once open.
         self.name: Optional[str] = None
         self._buffer: Deque[Reply] = collections.deque()
+        self._progress: Deque[uuid.UUID] = collections.deque()
         self._need_take = False
         self._more = False
         self._notified: Dict[str, float] = {}
@@ -184,14 +210,22 @@ class Inbox:
                 " reach a session only outside a transaction")
 
     def _on_notify(self, n: psycopg.Notify) -> None:
-        """Note a notification of this channel: its reply is to be taken."""
+        """Note a notification of this channel: its reply is to be taken,
+        or, for a progress report, the callback is to be told."""
         if n.channel != self.channel:
             return
         try:
-            cid = str(uuid.UUID(json.loads(n.payload)["correlation_id"]))
+            body = json.loads(n.payload)
+            cid = str(uuid.UUID(body["correlation_id"]))
         except (ValueError, KeyError, TypeError):
             # Anyone may NOTIFY any channel: treat it as a plain wake-up.
             self._need_take = True
+            return
+        if body.get("status") == "progress":
+            # Not a reply: nothing to take.  The callback runs later, from
+            # the loop (this may run inside a query of the connection).
+            if self.on_progress is not None:
+                self._progress.append(uuid.UUID(cid))
             return
         if cid not in self._recent:
             self._notified.setdefault(cid, time.monotonic())
@@ -261,6 +295,19 @@ class Inbox:
         self._more = len(rows) == asked
         self._next_poll = None if self.poll_interval is None else now + self.poll_interval
         self._buffer.extend(rows)
+
+    def _deliver_progress(self) -> None:
+        """Call on_progress for the progress notifications noted so far
+        (one at a time: if it raises, the rest wait for the next call)."""
+        while self._progress and self.on_progress is not None:
+            self.on_progress(self._progress.popleft())
+
+    async def _deliver_progress_async(self) -> None:
+        """:meth:`_deliver_progress`, awaiting a callback that returns an awaitable."""
+        while self._progress and self.on_progress is not None:
+            result = self.on_progress(self._progress.popleft())
+            if inspect.isawaitable(result):
+                await result
 
     def _from_buffer(self, n: int) -> List[Reply]:
         """Up to n replies taken earlier and not yet handed out."""
@@ -343,12 +390,23 @@ class Inbox:
 
     def submit(self, queue: str, payload: Any, timeout: Optional[Duration] = None,
                correlation_id=None, priority: Optional[int] = None,
-               headers: Optional[Mapping[str, Any]] = None) -> uuid.UUID:
+               headers: Optional[Mapping[str, Any]] = None,
+               not_before: Optional[datetime.datetime] = None,
+               ordering_key: Optional[str] = None) -> uuid.UUID:
         """:func:`asyncrr.submit` on this inbox's connection (opening the
         inbox first), so that the reply comes to this inbox."""
         self.open()
         return requester.submit(self.conn, queue, payload, timeout, correlation_id,
-                                priority, headers)
+                                priority, headers, not_before, ordering_key)
+
+    def scatter(self, queues: Sequence[str], payload: Any, timeout: Optional[Duration] = None,
+                correlation_id=None,
+                headers: Optional[Mapping[str, Any]] = None) -> uuid.UUID:
+        """:func:`asyncrr.scatter` on this inbox's connection (opening the
+        inbox first): the gather's reply, keyed by queue name, comes to this
+        inbox like any other."""
+        self.open()
+        return requester.scatter(self.conn, queues, payload, timeout, correlation_id, headers)
 
     def _take_round(self, n: Optional[int] = None) -> None:
         """One take_replies(n) into the buffer."""
@@ -362,11 +420,13 @@ class Inbox:
         """Up to ``max_replies`` (default: ``batch``) replies, at once and
         without waiting: first those taken earlier but not yet handed out
         (also after :meth:`close`), else one ``take_replies()`` (opening the
-        inbox if needed)."""
+        inbox if needed).  Calls ``on_progress`` for the progress
+        notifications noted meanwhile."""
         n = max_replies or self.batch
         if not self._buffer:
             self.open()
             self._take_round(n)
+        self._deliver_progress()
         return self._from_buffer(n)
 
     def _wait_notify(self, budget: Optional[float]) -> None:
@@ -394,12 +454,14 @@ class Inbox:
         The first thing it does is take what is already waiting.  It takes
         in batches of ``batch`` and hands them out one by one; breaking out
         of the loop keeps the rest for later.  The loop body may use the
-        connection (to submit more requests, say)."""
+        connection (to submit more requests, say).  ``on_progress`` is
+        called from here as progress notifications arrive."""
         self._check_mode(False)
         self.open()
         deadline = self._deadline(timeout)
         first = True
         while True:
+            self._deliver_progress()
             while self._buffer:
                 yield self._buffer.popleft()
             now = time.monotonic()
@@ -467,11 +529,22 @@ class Inbox:
 
     async def submit_async(self, queue: str, payload: Any, timeout: Optional[Duration] = None,
                            correlation_id=None, priority: Optional[int] = None,
-                           headers: Optional[Mapping[str, Any]] = None) -> uuid.UUID:
+                           headers: Optional[Mapping[str, Any]] = None,
+                           not_before: Optional[datetime.datetime] = None,
+                           ordering_key: Optional[str] = None) -> uuid.UUID:
         """:meth:`submit` for an inbox on an :class:`psycopg.AsyncConnection`."""
         await self.open_async()
         return await requester.submit_async(self.conn, queue, payload, timeout,
-                                            correlation_id, priority, headers)
+                                            correlation_id, priority, headers,
+                                            not_before, ordering_key)
+
+    async def scatter_async(self, queues: Sequence[str], payload: Any,
+                            timeout: Optional[Duration] = None, correlation_id=None,
+                            headers: Optional[Mapping[str, Any]] = None) -> uuid.UUID:
+        """:meth:`scatter` for an inbox on an :class:`psycopg.AsyncConnection`."""
+        await self.open_async()
+        return await requester.scatter_async(self.conn, queues, payload, timeout,
+                                             correlation_id, headers)
 
     async def _take_round_async(self, n: Optional[int] = None) -> None:
         """One take_replies(n) into the buffer."""
@@ -488,6 +561,7 @@ class Inbox:
         if not self._buffer:
             await self.open_async()
             await self._take_round_async(n)
+        await self._deliver_progress_async()
         return self._from_buffer(n)
 
     async def _wait_notify_async(self, budget: Optional[float]) -> None:
@@ -522,6 +596,7 @@ class Inbox:
         deadline = self._deadline(timeout)
         first = True
         while True:
+            await self._deliver_progress_async()
             while self._buffer:
                 yield self._buffer.popleft()
             now = time.monotonic()

@@ -10,8 +10,9 @@ For many replies on one connection, use :class:`asyncrr.Inbox`.
 """
 from __future__ import annotations
 
+import datetime
 import uuid
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -20,9 +21,9 @@ from ._types import Duration, Reply, as_uuid, interval
 from .errors import InTransactionBlock, Timeout, translate
 
 __all__ = [
-    "call", "submit", "submit_many", "wait", "cancel", "status",
+    "call", "submit", "submit_many", "wait", "cancel", "status", "scatter", "parts",
     "call_async", "submit_async", "submit_many_async", "wait_async", "cancel_async",
-    "status_async",
+    "status_async", "scatter_async", "parts_async",
 ]
 
 UuidLike = Union[str, uuid.UUID]
@@ -32,13 +33,22 @@ _SUBMIT_SQL = "SELECT asyncrr.submit(%s, %s, %s::interval, %s::uuid, %s, %s::jso
 _SUBMIT_MANY_SQL = ("SELECT asyncrr.submit_many(%s, %s::jsonb[], %s::interval, %s::uuid[],"
                     " %s, %s::jsonb)")
 _WAIT_SQL = "CALL asyncrr.wait_for_reply(%s::uuid, %s::interval)"
+# not_before and ordering_key (asyncrr 0.3) are passed by name, and only
+# when given: the statement of a plain submit is the same as before.
+_NOT_BEFORE_ARG = ", not_before => %s::timestamptz"
+_ORDERING_KEY_ARG = ", ordering_key => %s::text"
 _CANCEL_SQL = "SELECT asyncrr.cancel(%s::uuid)"
 _STATUS_SQL = ("SELECT correlation_id, queue_name, state, attempt, worker, submitted_at,"
-               " deadline, finished_at, reply, error, dead_letter_reason"
+               " deadline, finished_at, reply, error, dead_letter_reason,"
+               " progress, progress_at"
                " FROM asyncrr.status(%s::uuid)")
 _STATUS_COLUMNS = ("correlation_id", "queue_name", "state", "attempt", "worker",
                    "submitted_at", "deadline", "finished_at", "reply", "error",
-                   "dead_letter_reason")
+                   "dead_letter_reason", "progress", "progress_at")
+_SCATTER_SQL = "SELECT asyncrr.scatter(%s::text[], %s::jsonb, %s::interval, %s::uuid, %s::jsonb)"
+_PARTS_SQL = ("SELECT correlation_id, queue_name, state, reply, error"
+              " FROM asyncrr.parts(%s::uuid)")
+_PARTS_COLUMNS = ("correlation_id", "queue_name", "state", "reply", "error")
 
 # wait(timeout=None) waits in slices of this many seconds.
 _FOREVER_SLICE = 3600.0
@@ -63,20 +73,53 @@ def _call_reply(row) -> Reply:
     return Reply(cid, status_, reply, error)
 
 
-def _submit_args(queue, payload, timeout, correlation_id, priority, headers):
-    """Parameters of asyncrr.submit()."""
-    return (queue, Jsonb(payload), interval(timeout), as_uuid(correlation_id),
-            0 if priority is None else priority,
-            None if headers is None else Jsonb(headers))
+def _scheduling(sql: str, params: Tuple, not_before, ordering_key) -> Tuple[str, Tuple]:
+    """A submit statement and its parameters with not_before and
+    ordering_key added by name where given."""
+    if not_before is not None:
+        if not isinstance(not_before, datetime.datetime):
+            raise TypeError(f"not_before must be a datetime, not {not_before!r}")
+        sql = sql[:-1] + _NOT_BEFORE_ARG + ")"
+        params += (not_before,)
+    if ordering_key is not None:
+        if not isinstance(ordering_key, str):
+            raise TypeError(f"ordering_key must be a str, not {ordering_key!r}")
+        sql = sql[:-1] + _ORDERING_KEY_ARG + ")"
+        params += (ordering_key,)
+    return sql, params
 
 
-def _submit_many_args(queue, payloads, timeout, correlation_ids, priority, headers):
-    """Parameters of asyncrr.submit_many()."""
+def _submit_args(queue, payload, timeout, correlation_id, priority, headers,
+                 not_before=None, ordering_key=None):
+    """Statement and parameters of asyncrr.submit()."""
+    return _scheduling(_SUBMIT_SQL, (
+        queue, Jsonb(payload), interval(timeout), as_uuid(correlation_id),
+        0 if priority is None else priority,
+        None if headers is None else Jsonb(headers)), not_before, ordering_key)
+
+
+def _submit_many_args(queue, payloads, timeout, correlation_ids, priority, headers,
+                      not_before=None, ordering_key=None):
+    """Statement and parameters of asyncrr.submit_many()."""
     payloads = list(payloads)
     ids = None if correlation_ids is None else [as_uuid(c) for c in correlation_ids]
-    return (queue, [Jsonb(p) for p in payloads], interval(timeout), ids,
-            0 if priority is None else priority,
+    return _scheduling(_SUBMIT_MANY_SQL, (
+        queue, [Jsonb(p) for p in payloads], interval(timeout), ids,
+        0 if priority is None else priority,
+        None if headers is None else Jsonb(headers)), not_before, ordering_key)
+
+
+def _scatter_args(queues, payload, timeout, correlation_id, headers):
+    """Parameters of asyncrr.scatter()."""
+    if isinstance(queues, str):
+        raise TypeError("queues must be a list of queue names, not a str")
+    return (list(queues), Jsonb(payload), interval(timeout), as_uuid(correlation_id),
             None if headers is None else Jsonb(headers))
+
+
+def _part_rows(rows) -> List[Dict[str, Any]]:
+    """parts() rows as dicts."""
+    return [dict(zip(_PARTS_COLUMNS, r)) for r in rows]
 
 
 def _wait_slices(timeout: Optional[Duration]):
@@ -141,7 +184,9 @@ def submit(conn: psycopg.Connection, queue: str, payload: Any,
            timeout: Optional[Duration] = None,
            correlation_id: Optional[UuidLike] = None,
            priority: Optional[int] = None,
-           headers: Optional[Mapping[str, Any]] = None) -> uuid.UUID:
+           headers: Optional[Mapping[str, Any]] = None,
+           not_before: Optional[datetime.datetime] = None,
+           ordering_key: Optional[str] = None) -> uuid.UUID:
     """Enqueue a request (``asyncrr.submit``) and return its correlation id.
 
     The reply goes to the inbox this session holds; if it holds none, the
@@ -154,11 +199,22 @@ def submit(conn: psycopg.Connection, queue: str, payload: Any,
     ``priority``: higher is claimed first (default 0); ``headers``: a JSON
     object handed to the worker with the payload.
 
+    ``not_before`` (a :class:`~datetime.datetime`; give it a time zone, as
+    a naive one is read in the session's ``TimeZone``): the request is not
+    claimable before then (asyncrr's background worker makes it claimable
+    within ``asyncrr.precision``); its deadline is ``not_before`` plus the
+    timeout; a time in the past means now.  ``ordering_key``: within the
+    queue, the request is claimable only once every earlier request with
+    the same key (in submit order) has ended; a retry keeps its place.
+    Both are passed by name (``not_before =>``, ``ordering_key =>``) and
+    need asyncrr 0.3.
+
     On a connection that is not in autocommit mode the request is part of
     the open transaction and exists once the caller commits."""
     with translate():
-        row = conn.execute(_SUBMIT_SQL, _submit_args(
-            queue, payload, timeout, correlation_id, priority, headers)).fetchone()
+        row = conn.execute(*_submit_args(
+            queue, payload, timeout, correlation_id, priority, headers,
+            not_before, ordering_key)).fetchone()
     return row[0]
 
 
@@ -166,15 +222,20 @@ def submit_many(conn: psycopg.Connection, queue: str, payloads: Iterable[Any],
                 timeout: Optional[Duration] = None,
                 correlation_ids: Optional[Sequence[Optional[UuidLike]]] = None,
                 priority: Optional[int] = None,
-                headers: Optional[Mapping[str, Any]] = None) -> List[uuid.UUID]:
+                headers: Optional[Mapping[str, Any]] = None,
+                not_before: Optional[datetime.datetime] = None,
+                ordering_key: Optional[str] = None) -> List[uuid.UUID]:
     """Enqueue one request per payload in one statement
     (``asyncrr.submit_many``); all or nothing.  Returns the correlation ids
     in the order of ``payloads``.  The other arguments are as for
     :func:`submit` and apply to every request; ``correlation_ids``, if
-    given, pairs an id (or ``None`` for a new one) with each payload."""
+    given, pairs an id (or ``None`` for a new one) with each payload.  With
+    ``ordering_key`` the requests are handled one after the other, in the
+    order of ``payloads``."""
     with translate():
-        rows = conn.execute(_SUBMIT_MANY_SQL, _submit_many_args(
-            queue, payloads, timeout, correlation_ids, priority, headers)).fetchall()
+        rows = conn.execute(*_submit_many_args(
+            queue, payloads, timeout, correlation_ids, priority, headers,
+            not_before, ordering_key)).fetchall()
     return [r[0] for r in rows]
 
 
@@ -219,10 +280,51 @@ def status(conn: psycopg.Connection, correlation_id: UuidLike) -> Optional[Dict[
     """The whole story of a request of this role (``asyncrr.status``) as a
     dict with the keys ``correlation_id``, ``queue_name``, ``state``,
     ``attempt``, ``worker``, ``submitted_at``, ``deadline``,
-    ``finished_at``, ``reply``, ``error``, ``dead_letter_reason``; ``None``
-    for an unknown id.  Takes nothing."""
+    ``finished_at``, ``reply``, ``error``, ``dead_letter_reason``,
+    ``progress`` and ``progress_at`` (the last progress a worker reported
+    with ``report_progress()``, and when; ``None`` if none; kept after the
+    request ends); ``None`` for an unknown id.  Takes nothing.
+
+    For a gather (:func:`scatter`) ``queue_name`` is ``(scatter)``."""
     with translate():
         return _status_row(conn.execute(_STATUS_SQL, (as_uuid(correlation_id),)).fetchone())
+
+
+def scatter(conn: psycopg.Connection, queues: Sequence[str], payload: Any,
+            timeout: Optional[Duration] = None,
+            correlation_id: Optional[UuidLike] = None,
+            headers: Optional[Mapping[str, Any]] = None) -> uuid.UUID:
+    """Scatter-gather (``asyncrr.scatter``): one request per queue (its
+    *parts*: 1 to 100 distinct queues, the same ``payload`` and
+    ``headers``), gathered in one request whose correlation id is returned.
+
+    Only the gather replies, to this session's inbox like :func:`submit`
+    (take it with :func:`wait`, :meth:`Inbox.replies`, ...): once its last
+    part has ended, or at its deadline (``timeout``, default: the smallest
+    ``default_timeout`` of the queues; the parts share it).  Its
+    :class:`~asyncrr.Reply` has as ``reply`` a dict keyed by queue name,
+    ``{"q": {"status": "completed", "reply": ...}, "r": {"status":
+    "failed", "error": "..."}, "s": {"status": "timed_out"}}``, and as
+    ``status`` ``completed`` if every part completed, ``timed_out`` if one
+    timed out, ``cancelled`` if one was cancelled (:func:`cancel` on the
+    gather cancels its unfinished parts), else ``failed``; ``error`` then
+    names the parts that did not complete.
+
+    ``correlation_id`` makes it idempotent (the same queues, in any order,
+    and payload return the same gather).  Nothing is written on an error.
+    :func:`parts` lists the parts."""
+    with translate():
+        return conn.execute(_SCATTER_SQL, _scatter_args(
+            queues, payload, timeout, correlation_id, headers)).fetchone()[0]
+
+
+def parts(conn: psycopg.Connection, correlation_id: UuidLike) -> List[Dict[str, Any]]:
+    """The parts of a gather of this role (``asyncrr.parts``), ordered by
+    queue name, as dicts with the keys ``correlation_id``, ``queue_name``,
+    ``state``, ``reply`` and ``error``; an empty list for an unknown id (or
+    one that is not a gather).  Takes nothing."""
+    with translate():
+        return _part_rows(conn.execute(_PARTS_SQL, (as_uuid(correlation_id),)).fetchall())
 
 
 # ---------------------------------------------------------------- async
@@ -243,11 +345,14 @@ async def submit_async(conn: psycopg.AsyncConnection, queue: str, payload: Any,
                        timeout: Optional[Duration] = None,
                        correlation_id: Optional[UuidLike] = None,
                        priority: Optional[int] = None,
-                       headers: Optional[Mapping[str, Any]] = None) -> uuid.UUID:
+                       headers: Optional[Mapping[str, Any]] = None,
+                       not_before: Optional[datetime.datetime] = None,
+                       ordering_key: Optional[str] = None) -> uuid.UUID:
     """:func:`submit` on a :class:`psycopg.AsyncConnection`."""
     with translate():
-        cur = await conn.execute(_SUBMIT_SQL, _submit_args(
-            queue, payload, timeout, correlation_id, priority, headers))
+        cur = await conn.execute(*_submit_args(
+            queue, payload, timeout, correlation_id, priority, headers,
+            not_before, ordering_key))
         row = await cur.fetchone()
     return row[0]
 
@@ -256,11 +361,14 @@ async def submit_many_async(conn: psycopg.AsyncConnection, queue: str, payloads:
                             timeout: Optional[Duration] = None,
                             correlation_ids: Optional[Sequence[Optional[UuidLike]]] = None,
                             priority: Optional[int] = None,
-                            headers: Optional[Mapping[str, Any]] = None) -> List[uuid.UUID]:
+                            headers: Optional[Mapping[str, Any]] = None,
+                            not_before: Optional[datetime.datetime] = None,
+                            ordering_key: Optional[str] = None) -> List[uuid.UUID]:
     """:func:`submit_many` on a :class:`psycopg.AsyncConnection`."""
     with translate():
-        cur = await conn.execute(_SUBMIT_MANY_SQL, _submit_many_args(
-            queue, payloads, timeout, correlation_ids, priority, headers))
+        cur = await conn.execute(*_submit_many_args(
+            queue, payloads, timeout, correlation_ids, priority, headers,
+            not_before, ordering_key))
         rows = await cur.fetchall()
     return [r[0] for r in rows]
 
@@ -293,3 +401,22 @@ async def status_async(conn: psycopg.AsyncConnection,
     with translate():
         cur = await conn.execute(_STATUS_SQL, (as_uuid(correlation_id),))
         return _status_row(await cur.fetchone())
+
+
+async def scatter_async(conn: psycopg.AsyncConnection, queues: Sequence[str], payload: Any,
+                        timeout: Optional[Duration] = None,
+                        correlation_id: Optional[UuidLike] = None,
+                        headers: Optional[Mapping[str, Any]] = None) -> uuid.UUID:
+    """:func:`scatter` on a :class:`psycopg.AsyncConnection`."""
+    with translate():
+        cur = await conn.execute(_SCATTER_SQL, _scatter_args(
+            queues, payload, timeout, correlation_id, headers))
+        return (await cur.fetchone())[0]
+
+
+async def parts_async(conn: psycopg.AsyncConnection,
+                      correlation_id: UuidLike) -> List[Dict[str, Any]]:
+    """:func:`parts` on a :class:`psycopg.AsyncConnection`."""
+    with translate():
+        cur = await conn.execute(_PARTS_SQL, (as_uuid(correlation_id),))
+        return _part_rows(await cur.fetchall())

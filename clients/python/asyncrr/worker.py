@@ -13,7 +13,9 @@ request it has held for more than half its lease.
 Two connections are used: the *main* one claims, completes, fails and
 extends leases; the *waker* one only sleeps in ``wait_for_work``, so that
 replies are recorded and leases extended while the worker waits for more
-work.  Handlers never touch either.
+work.  Handlers touch neither, except through
+:meth:`Job.report_progress`, which runs its one short statement on the main
+connection (psycopg serializes the threads that share a connection).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ._types import Duration, interval
 from .errors import (AsyncrrError, NotClaimed, NotFound, PayloadTooLarge, WrongState,
@@ -39,9 +42,10 @@ __all__ = ["Worker", "Job"]
 
 log = logging.getLogger("asyncrr.worker")
 
-#: ``handler(payload, headers)`` returns the reply: any JSON-serializable
-#: value.  An exception fails the attempt with retry.
-Handler = Callable[[Any, Optional[Dict[str, Any]]], Any]
+#: ``handler(payload, headers)`` (with ``pass_job=True``:
+#: ``handler(payload, headers, job)``) returns the reply: any
+#: JSON-serializable value.  An exception fails the attempt with retry.
+Handler = Callable[..., Any]
 
 _CLAIM_SQL = ("SELECT c.correlation_id, c.payload, c.headers, c.attempt, c.deadline,"
               " extract(epoch FROM c.lease_until - now())::float8"
@@ -57,6 +61,7 @@ _COMPLETE_AND_CLAIM_SQL = ("SELECT c.correlation_id, c.outcome, c.payload, c.hea
 _COMPLETE_SQL = "SELECT asyncrr.complete(%s::uuid, %s::jsonb, %s::int)"
 _FAIL_SQL = "SELECT asyncrr.fail(%s::uuid, %s, %s::int, %s::boolean)"
 _EXTEND_SQL = "SELECT asyncrr.extend_lease(%s::uuid, %s::interval, %s::int)"
+_PROGRESS_SQL = "SELECT asyncrr.report_progress(%s::uuid, %s::jsonb, %s::int)"
 
 # Longest error text sent to fail(): asyncrr.max_payload_bytes bounds it.
 _MAX_ERROR_CHARS = 4000
@@ -66,7 +71,10 @@ _STOPPING_ERROR = "worker stopped before handling the request"
 @dataclass(eq=False)
 class Job:
     """A claimed request held by a :class:`Worker` (what ``claim()``
-    returned, and the client's bookkeeping of its lease)."""
+    returned, and the client's bookkeeping of its lease).  A worker made
+    with ``pass_job=True`` hands it to the handler as its third argument,
+    for :meth:`report_progress` and the claim's details
+    (``correlation_id``, ``attempt``, ``deadline``)."""
 
     correlation_id: uuid.UUID
     payload: Any
@@ -79,6 +87,32 @@ class Job:
     started: bool = False
     done: bool = False
     lost: bool = False
+    _worker: Optional["Worker"] = field(default=None, init=False, repr=False)
+
+    def report_progress(self, progress: Any) -> bool:
+        """Record the progress of this request and tell its requester
+        (``asyncrr.report_progress(id, progress, attempt)``, with this
+        claim's attempt).  ``progress`` is any JSON-serializable value; it
+        replaces the previous one.
+
+        Returns True if it was recorded: it is committed at once, the
+        requester can read it with :func:`asyncrr.status` (``progress``,
+        ``progress_at``), and its inbox gets a notification with status
+        ``progress`` (:class:`asyncrr.Inbox`'s ``on_progress``).  Returns
+        False, recording nothing, if the request has ended (timed out,
+        cancelled) or this claim is no longer current (its lease ran out and
+        another attempt began): the handler may as well give up.  The lease
+        is not changed (the worker extends it as usual).
+
+        Called from the handler's thread; it runs one statement on the
+        worker's main connection, waiting for the (short) statement the
+        worker may be running on it.  Raises :class:`asyncrr.PayloadTooLarge`
+        beyond ``asyncrr.max_payload_bytes``, and psycopg's
+        :class:`~psycopg.OperationalError` if the connection is lost (the
+        worker reconnects by itself) or the worker is not running."""
+        if self._worker is None:
+            raise RuntimeError("this Job is not held by a running Worker")
+        return self._worker._report_progress(self, progress)
 
 
 @dataclass
@@ -134,6 +168,11 @@ class Worker:
         with ``fail(..., retry => true)``, which uses up an attempt (and
         dead-letters a request on its last one; asyncrr has no way to give
         a claim back without).
+    ``pass_job``
+        ``True``: call the handler as ``handler(payload, headers, job)``
+        with the :class:`Job`, whose :meth:`Job.report_progress` reports
+        progress to the requester (default ``False``:
+        ``handler(payload, headers)``).
 
     :meth:`run` blocks until :meth:`stop`; ``run(handle_signals=True)`` (or
     :meth:`install_signal_handlers`) makes SIGTERM and SIGINT call
@@ -144,7 +183,8 @@ class Worker:
     def __init__(self, conninfo_or_pool: Union[str, Any], queue: str, handler: Handler,
                  concurrency: int = 1, batch: int = 10, lease: Optional[Duration] = None, *,
                  name: Optional[str] = None, idle_timeout: float = 30.0,
-                 flush_delay: float = 0.05, release_on_stop: bool = False):
+                 flush_delay: float = 0.05, release_on_stop: bool = False,
+                 pass_job: bool = False):
         """See the class docstring; no connection is made until run()."""
         if concurrency < 1 or batch < 1:
             raise ValueError("concurrency and batch must be at least 1")
@@ -158,14 +198,16 @@ class Worker:
         self.idle_timeout = idle_timeout
         self.flush_delay = flush_delay
         self.release_on_stop = release_on_stop
+        self.pass_job = pass_job
         #: Counters: ``claimed``, ``completed`` (recorded as completed),
         #: ``failed`` (fail() calls for handler errors), ``late`` (outcomes
         #: ``late`` or ``duplicate``), ``extended`` (extend_lease calls),
         #: ``released`` (handed back on stop), ``claimed_with_replies`` (of
-        #: ``claimed``, those claimed by the statement that recorded replies).
+        #: ``claimed``, those claimed by the statement that recorded replies),
+        #: ``progress`` (progress reports recorded, :meth:`Job.report_progress`).
         self.stats: Dict[str, int] = dict.fromkeys(
             ("claimed", "completed", "failed", "late", "extended", "released",
-             "claimed_with_replies"), 0)
+             "claimed_with_replies", "progress"), 0)
 
         self._stopping = False
         self._running = False
@@ -403,6 +445,7 @@ class Worker:
         """Hand claimed rows (claim() made at t0 for up to n) to the handler threads."""
         for cid, payload, headers, attempt, deadline, lease in rows:
             job = Job(cid, payload, headers, attempt, deadline, lease, t0 + lease / 2)
+            job._worker = self
             self._held[cid] = job
             self.stats["claimed"] += 1
             job.future = self._executor.submit(self._run_job, job)
@@ -415,7 +458,10 @@ class Worker:
         """In a handler thread: run the handler, report a reply or an error."""
         job.started = True
         try:
-            value = self.handler(job.payload, job.headers)
+            if self.pass_job:
+                value = self.handler(job.payload, job.headers, job)
+            else:
+                value = self.handler(job.payload, job.headers)
             result = _Result(job, True, json.dumps(value, allow_nan=False))
         except BaseException as exc:     # whatever happens, the claim gets an outcome
             text = f"{type(exc).__name__}: {exc}"
@@ -423,6 +469,24 @@ class Worker:
                      self.queue, job.correlation_id, job.attempt, text)
             result = _Result(job, False, text[:_MAX_ERROR_CHARS])
         self._events.put(("done", result))
+
+    def _report_progress(self, job: Job, progress: Any) -> bool:
+        """For Job.report_progress, in a handler thread: report_progress()
+        on the main connection.  psycopg's connection lock serializes it
+        with the main loop's statements (all short; the waker's long wait is
+        on the other connection); in autocommit it commits at once.  It is
+        not retried: a lost connection is the main loop's to re-establish."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            raise psycopg.OperationalError(
+                f"asyncrr worker {self.queue}: no connection to report progress on"
+                " (the worker is reconnecting or not running)")
+        with translate():
+            recorded = conn.execute(_PROGRESS_SQL, (job.correlation_id, Jsonb(progress),
+                                                    job.attempt)).fetchone()[0]
+        if recorded:
+            self.stats["progress"] += 1     # a counter only: += from several threads
+        return recorded
 
     def _release_unstarted(self) -> None:
         """On stop with release_on_stop: take back the jobs no thread has started."""
