@@ -10,7 +10,9 @@
 #   - isolation    ISOLATION_NODISPATCH, asyncrr.notify_dispatch = off (make
 #                  installcheck-nodispatch; test/nodispatch.conf appended)
 #   - TAP          test/t/*.pl    (PostgreSQL::Test::Cluster clusters)
-#   - bench smoke  test/bench/run.sh --quick (its own cluster, ~30 s)
+#   - bench smoke  test/bench/run.sh --quick (its own cluster, ~30 s), and
+#                  test/bench/ordering_keys.sh --smoke (claims with ordering
+#                  keys against claims without, ~15 s)
 #   - failover     test/failover/run.sh --failovers 1 (pg_auto_failover)
 #   - soak         test/soak/run.sh --minutes 2 (sizes must level off)
 #   - clients      clients/python/run_tests.sh (pytest, psycopg 3) and
@@ -107,6 +109,11 @@ whole_suite() {
 # modes; it passes if every measurement ran and the server logged no error
 # (figures are not judged: doc/performance.md).
 whole_suite "bench smoke" bash "$top/test/bench/run.sh" --quick
+# and the ordering keys benchmark, small: claims of queues with and without
+# keys (interleaved, and in runs per key); it fails if a claim broke the
+# order of a key (checked after each measurement) or the server logged an
+# error.
+whole_suite "bench smoke (ordering keys)" bash "$top/test/bench/ordering_keys.sh" --smoke
 
 # One automatic failover under load: pg_auto_failover (a monitor, a
 # primary, a synchronous secondary) promotes the secondary after the
