@@ -153,7 +153,11 @@ CREATE TABLE asyncrr.request (
 -- say the table is empty for a while after retention emptied it.
 --
 -- claim: the next claimable request of a queue, highest priority, then oldest
+-- (one entry per request, without deduplication: requests submitted in
+-- one transaction share their key, and a posting list of them could be
+-- marked dead only once all were claimed, so each claim read them all again)
 CREATE INDEX request_claim_idx ON asyncrr.request (queue_name, priority DESC, submitted_at)
+    WITH (deduplicate_items = off)
     WHERE state = 'pending' AND not_before IS NULL;
 -- the worker, queue by queue: delayed requests whose time has come
 CREATE INDEX request_delayed_idx ON asyncrr.request (queue_name, not_before)
@@ -921,9 +925,12 @@ q AS (
                   AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))) AS own
       FROM asyncrr.queue q, me)
 SELECT q.queue_name,
-       count(*) FILTER (WHERE r.state = 'pending')       AS pending,
+       count(*) FILTER (WHERE r.state = 'pending' AND r.not_before IS NULL) AS pending,
        count(*) FILTER (WHERE r.state = 'claimed')       AS claimed,
-       now() - min(r.submitted_at) FILTER (WHERE r.state = 'pending') AS oldest_pending_age,
+       -- claimable since: submitted, or the time a delayed one was due (its
+       -- deadline counts from there)
+       now() - min(r.deadline - r.timeout) FILTER (WHERE r.state = 'pending' AND r.not_before IS NULL)
+           AS oldest_pending_age,
        count(*) FILTER (WHERE r.state = 'completed')     AS completed,
        count(*) FILTER (WHERE r.state = 'failed')        AS failed,
        count(*) FILTER (WHERE r.state = 'timed_out')     AS timed_out,
@@ -931,12 +938,13 @@ SELECT q.queue_name,
        count(*) FILTER (WHERE r.state = 'dead_lettered') AS dead_lettered,
        (SELECT count(*) FROM asyncrr.dead_letter d
          WHERE d.queue_name = q.queue_name AND (q.whole OR d.owner_role = current_user)) AS dead_letters,
-       q.max_depth
+       q.max_depth,
+       count(*) FILTER (WHERE r.state = 'pending' AND r.not_before IS NOT NULL) AS delayed
   FROM q
   LEFT JOIN asyncrr.request r ON r.queue_name = q.queue_name AND (q.whole OR r.owner_role = current_user)
  WHERE q.whole OR q.own
  GROUP BY q.queue_name, q.max_depth, q.whole;
-COMMENT ON VIEW asyncrr.queue_stats IS 'per queue this role may use: live requests, age of the oldest pending one, outcomes of the requests still retained (with submit only: its own), max_depth';
+COMMENT ON VIEW asyncrr.queue_stats IS 'per queue this role may use: live requests, age of the oldest claimable one, outcomes of the requests still retained (with submit only: its own), max_depth, delayed requests';
 
 CREATE VIEW asyncrr.inboxes WITH (security_barrier) AS
 SELECT i.inbox_name AS name, 'asyncrr.' OPERATOR(pg_catalog.||) i.inbox_name AS channel, i.durable,
@@ -988,7 +996,8 @@ CREATE VIEW asyncrr.metrics WITH (security_barrier) AS
 SELECT s.queue_name, m.measure, m.value, m.help
   FROM asyncrr.queue_stats s
  CROSS JOIN LATERAL (VALUES
-    ('pending', s.pending::float8, 'requests of the queue waiting to be claimed'),
+    ('pending', s.pending::float8, 'requests of the queue waiting to be claimed, their time come'),
+    ('delayed', s.delayed::float8, 'requests of the queue whose not_before has not come'),
     ('claimed', s.claimed::float8, 'requests of the queue claimed by a worker and not ended'),
     ('oldest_pending_age_seconds',
      coalesce(EXTRACT(epoch FROM s.oldest_pending_age)::float8, 0),

@@ -40,6 +40,10 @@ BEGIN
 END $$;
 SELECT payload FROM asyncrr.claim('dl_q', 10) ORDER BY payload::text;
 
+-- queue_stats: a delayed request is not pending (waiting to be claimed)
+-- and its age counts from its time
+SELECT pending, delayed, claimed, oldest_pending_age FROM asyncrr.queue_stats WHERE queue_name = 'dl_q';
+
 -- a delayed request counts towards max_depth
 SELECT asyncrr.alter_queue('dl_q', max_depth => 4);
 SELECT asyncrr.submit('dl_q', '{"full": true}');

@@ -46,6 +46,7 @@ SELECT asyncrr.submit('pg_q', '{"job": 3}', correlation_id => '16b00000-0000-000
 UNLISTEN *;
 SELECT count(*) FROM asyncrr.claim('pg_q');
 SELECT asyncrr.report_progress('16b00000-0000-0000-0000-000000000003', NULL);
+SELECT asyncrr.report_progress('16b00000-0000-0000-0000-000000000003', 'null');
 SELECT asyncrr.report_progress('16b00000-0000-0000-0000-000000000003', jsonb_build_object('blob', repeat('x', 1100000)));
 SELECT asyncrr.report_progress('16b00000-0000-0000-0000-000000000003', '{}', 0);
 SELECT progress FROM asyncrr.status('16b00000-0000-0000-0000-000000000003');

@@ -23,6 +23,17 @@ SELECT p.queue_name, s.deadline = g.deadline AS same_deadline
 SELECT asyncrr.scatter(ARRAY['sg_c', 'sg_a', 'sg_b'], '{"sku": 17}',
                        correlation_id => '16a00000-0000-0000-0000-000000000001');
 SELECT count(*) AS parts FROM asyncrr.parts('16a00000-0000-0000-0000-000000000001');
+-- (queue names compared byte by byte, whatever the collation)
+SELECT asyncrr.create_queue('SG_Up');
+SELECT asyncrr.scatter(ARRAY['sg_a', 'SG_Up', 'sg-c'], '{"case": 1}', correlation_id => '16a00000-0000-0000-0000-0000000000c1');
+SELECT asyncrr.create_queue('sg-c');
+SELECT asyncrr.scatter(ARRAY['sg_a', 'SG_Up', 'sg-c'], '{"case": 1}', correlation_id => '16a00000-0000-0000-0000-0000000000c1');
+UNLISTEN *;
+SELECT asyncrr.scatter(ARRAY['sg-c', 'sg_a', 'SG_Up'], '{"case": 1}', correlation_id => '16a00000-0000-0000-0000-0000000000c1');
+SELECT asyncrr.cancel('16a00000-0000-0000-0000-0000000000c1');
+SELECT asyncrr.drop_queue('SG_Up');
+SELECT asyncrr.drop_queue('sg-c');
+SELECT status FROM asyncrr.take_replies();
 -- ... but not with other queues or another payload
 SELECT asyncrr.scatter(ARRAY['sg_a', 'sg_b'], '{"sku": 17}',
                        correlation_id => '16a00000-0000-0000-0000-000000000001');
@@ -46,6 +57,14 @@ SELECT asyncrr.complete((SELECT correlation_id FROM asyncrr.parts('16a00000-0000
 SELECT correlation_id, status, reply, error FROM asyncrr.take_replies();
 SELECT count(*) AS more FROM asyncrr.take_replies();
 SELECT queue_name, state, reply, error FROM asyncrr.parts('16a00000-0000-0000-0000-000000000001');
+-- a part is not waited for: as an unknown id
+DO $$
+BEGIN
+    PERFORM asyncrr.wait((SELECT correlation_id FROM asyncrr.parts('16a00000-0000-0000-0000-000000000001')
+                           WHERE queue_name = 'sg_a'), '0 seconds');
+EXCEPTION WHEN undefined_object THEN
+    RAISE NOTICE 'wait(part): %', SQLSTATE;
+END $$;
 
 -- every part completed: completed; wait() takes the gather
 SELECT asyncrr.scatter(ARRAY['sg_a', 'sg_b'], '{"q": 2}', correlation_id => '16a00000-0000-0000-0000-000000000002');

@@ -275,7 +275,7 @@ static AsyncrrPlan lock_row_plan = {
 	1, {UUIDOID}
 };
 
-/* cancel */
+/* cancel; a gather, to end it */
 static AsyncrrPlan lock_state_plan = {
 	"SELECT state FROM asyncrr.request WHERE correlation_id = $1 FOR UPDATE",
 	1, {UUIDOID}
@@ -383,12 +383,7 @@ static AsyncrrPlan gather_parts_plan = {
 	1, {UUIDOID}
 };
 
-/* a gather, locked: without waiting in the background worker */
-static AsyncrrPlan lock_gather_plan = {
-	"SELECT state FROM asyncrr.request WHERE correlation_id = $1 FOR UPDATE",
-	1, {UUIDOID}
-};
-
+/* a gather, locked without waiting (the background worker; else lock_state_plan) */
 static AsyncrrPlan try_lock_gather_plan = {
 	"SELECT state FROM asyncrr.request WHERE correlation_id = $1 FOR UPDATE SKIP LOCKED",
 	1, {UUIDOID}
@@ -409,7 +404,7 @@ static AsyncrrPlan is_gather_plan = {
 
 /* scatter: the queues of a gather's parts, sorted, for a repeated scatter */
 static AsyncrrPlan part_queues_plan = {
-	"SELECT pg_catalog.array_agg(p.queue_name ORDER BY p.queue_name)"
+	"SELECT pg_catalog.array_agg(p.queue_name ORDER BY p.queue_name COLLATE \"C\")"
 	"  FROM asyncrr.request p WHERE p.gather = $1",
 	1, {UUIDOID}
 };
@@ -478,10 +473,15 @@ static AsyncrrPlan standing_plan = {
 	1, {UUIDOID}
 };
 
-/* wait: is the request one of this inbox's? */
-static AsyncrrPlan in_inbox_plan = {
+/* wait: is the request one of this inbox's, and not a part of a scatter? */
+static AsyncrrPlan in_inbox_plan_0_2 = {
 	"SELECT 1 FROM asyncrr.request WHERE correlation_id = $1 AND inbox_name = $2",
 	2, {UUIDOID, TEXTOID}
+};
+
+static AsyncrrPlan in_inbox_plan = {
+	"SELECT 1 FROM asyncrr.request WHERE correlation_id = $1 AND inbox_name = $2 AND gather IS NULL",
+	2, {UUIDOID, TEXTOID}, .before_0_3 = &in_inbox_plan_0_2
 };
 
 /* call: its request, if the caller made it through CALL asyncrr.call */
@@ -662,16 +662,15 @@ static AsyncrrPlan delayed_due_plan_0_2 = {
 };
 
 static AsyncrrPlan delayed_due_plan = {
-	"WITH due AS ("
-	"  SELECT d.correlation_id FROM asyncrr.queue q"
-	"   CROSS JOIN LATERAL (SELECT r.correlation_id FROM asyncrr.request r"
-	"                        WHERE r.state = 'pending' AND r.not_before IS NOT NULL"
-	"                          AND r.queue_name = q.queue_name"
-	"                          AND r.not_before <= pg_catalog.statement_timestamp()"
-	"                        ORDER BY r.not_before LIMIT $1 FOR UPDATE SKIP LOCKED) d"
-	"   LIMIT $1)"
-	" UPDATE asyncrr.request r SET not_before = NULL FROM due"
-	"  WHERE r.correlation_id = due.correlation_id"
+	"UPDATE asyncrr.request r SET not_before = NULL"
+	" WHERE r.correlation_id = ANY (ARRAY("
+	"         SELECT d.correlation_id FROM asyncrr.queue q"
+	"          CROSS JOIN LATERAL (SELECT l.correlation_id FROM asyncrr.request l"
+	"                               WHERE l.state = 'pending' AND l.not_before IS NOT NULL"
+	"                                 AND l.queue_name = q.queue_name"
+	"                                 AND l.not_before <= pg_catalog.statement_timestamp()"
+	"                               ORDER BY l.not_before LIMIT $1 FOR UPDATE SKIP LOCKED) d"
+	"          LIMIT $1))"
 	" RETURNING r.correlation_id, r.queue_name",
 	1, {INT4OID}, .before_0_3 = &delayed_due_plan_0_2
 };
@@ -1184,7 +1183,7 @@ finish_gathers(int n, pg_uuid_t *ids)
 
 		if (i > 0 && memcmp(ids[i].data, ids[i - 1].data, UUID_LEN) == 0)
 			continue;
-		row = asyncrr_run(IsBackgroundWorker ? &try_lock_gather_plan : &lock_gather_plan,
+		row = asyncrr_run(IsBackgroundWorker ? &try_lock_gather_plan : &lock_state_plan,
 						  (Datum[]) {UUIDPGetDatum(&ids[i])}, NULL);
 		live = row->n > 0 && is_live(TextDatumGetCString(asyncrr_value(row, 0, 1, &isnull)));
 		asyncrr_done(row);
@@ -1222,8 +1221,11 @@ finish_gathers(int n, pg_uuid_t *ids)
  * its reply, with its own reply value, only if it is still live: no second
  * outcome ever overwrites the first.  A dead letter is kept when there is
  * a reason for one, and the one notification of each reply is queued on
- * its inbox's channel.  The caller is connected to SPI and holds the rows'
- * locks.
+ * its inbox's channel.  A part of a scatter is not notified: its gather
+ * is, when its last part has ended (finish_gathers).  The end of a request
+ * with an ordering key wakes the claims sleeping on its queue, since the
+ * next of its key may be claimed now.  The caller is connected to SPI and
+ * holds the rows' locks.
  */
 static void
 end_requests(int n, pg_uuid_t *ids, const char *state, Datum *replies, bool *reply_nulls,
@@ -1693,7 +1695,11 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 
 	/*
 	 * The new ones, in id order: two batches that share ids insert them in
-	 * the same order, and wait for each other rather than deadlock.
+	 * the same order, and wait for each other rather than deadlock.  But
+	 * those of an ordering key in their key's order: batches of one key
+	 * wait for each other anyway (lock_ordering_key), and a claim, reading
+	 * requests of equal priority and submit time in the order they were
+	 * inserted, then meets each key's head before the requests behind it.
 	 */
 	news = palloc(n_new * sizeof(NewRequest));
 	for (int i = 0, k = 0; i < n; i++)
@@ -1704,7 +1710,8 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		news[k].key_place = places != NULL ? places[k] : (Datum) 0;
 		news[k++].payload = payloads[i];
 	}
-	qsort(news, n_new, sizeof(NewRequest), new_request_cmp);
+	if (a->ordering_key == NULL)
+		qsort(news, n_new, sizeof(NewRequest), new_request_cmp);
 	new_ids = palloc(n_new * sizeof(pg_uuid_t));
 	new_payloads = palloc(n_new * sizeof(Datum));
 	r.key_places = palloc(n_new * sizeof(Datum));
@@ -2395,6 +2402,12 @@ asyncrr_report_progress(PG_FUNCTION_ARGS)
 	if (row->n == 0)
 		refuse_unknown_request(id);
 	asyncrr_check_not_null("progress", PG_ARGISNULL(1));
+	if (strcmp(TextDatumGetCString(DirectFunctionCall1(jsonb_typeof, PG_GETARG_DATUM(1))),
+			   "null") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid progress: JSON null"),
+				 errdetail("A progress report is a JSON value other than null, such as {\"pct\": 40}.")));
 	asyncrr_check_size_of("progress", PG_GETARG_DATUM(1));
 	read_claim(row, 0, &c);
 
@@ -2437,6 +2450,38 @@ text_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/*
+ * Is id a gather of this role already, with the same payload and queues
+ * (names, sorted)?  False if there is no request with this id; an error
+ * (23505) if it is another request.
+ */
+static bool
+repeated_scatter(pg_uuid_t *id, int n, char **names, Datum payload)
+{
+	bool		known;
+	AsyncrrRows *row;
+	bool		isnull;
+	Datum		had;
+	Datum	   *old;
+	int			m = 0;
+	bool		same;
+
+	if (find_repeats(1, id, cstring_to_text(ASYNCRR_SCATTER_QUEUE), &payload, &known) == 0)
+		return false;
+	row = asyncrr_run(&part_queues_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
+	had = asyncrr_value(row, 0, 1, &isnull);
+	if (!isnull)
+		deconstruct_array(DatumGetArrayTypeP(had), TEXTOID, -1, false, TYPALIGN_INT,
+						  &old, NULL, &m);
+	same = m == n;
+	for (int i = 0; same && i < n; i++)
+		same = strcmp(TextDatumGetCString(old[i]), names[i]) == 0;
+	if (!same)
+		refuse_used_id(id, ASYNCRR_SCATTER_QUEUE);
+	asyncrr_done(row);
+	return true;
+}
+
 Datum
 asyncrr_scatter(PG_FUNCTION_ARGS)
 {
@@ -2451,7 +2496,6 @@ asyncrr_scatter(PG_FUNCTION_ARGS)
 	Interval   *timeout = PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2);
 	SubmitArgs	a = {0};
 	NewRequests g = {0};
-	bool		known = false;
 
 	asyncrr_require("requester", "scatter");
 	n = array_arg(fcinfo, 0, "queue_names", TEXTOID, -1, false, TYPALIGN_INT, &elems, &elem_nulls);
@@ -2500,25 +2544,8 @@ asyncrr_scatter(PG_FUNCTION_ARGS)
 	}
 
 	/* the same gather again: same queues and payload */
-	if (!fresh)
-		known = find_repeats(1, id, cstring_to_text(ASYNCRR_SCATTER_QUEUE), &payload, &known) > 0;
-	if (known)
+	if (!fresh && repeated_scatter(id, n, names, payload))
 	{
-		AsyncrrRows *row = asyncrr_run(&part_queues_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
-		bool		isnull;
-		Datum		had = asyncrr_value(row, 0, 1, &isnull);
-		Datum	   *old;
-		int			m = 0;
-		bool		same;
-
-		if (!isnull)
-			deconstruct_array(DatumGetArrayTypeP(had), TEXTOID, -1, false, TYPALIGN_INT,
-							  &old, NULL, &m);
-		same = m == n;
-		for (int i = 0; same && i < n; i++)
-			same = strcmp(TextDatumGetCString(old[i]), names[i]) == 0;
-		if (!same)
-			refuse_used_id(id, ASYNCRR_SCATTER_QUEUE);
 		SPI_finish();
 		PG_RETURN_UUID_P(id);
 	}
@@ -2532,7 +2559,13 @@ asyncrr_scatter(PG_FUNCTION_ARGS)
 	g.timeout = timeout;
 	g.owner = DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name()));
 	if (insert_requests(1, id, &payload, &g) == 0)
-		refuse_used_id(id, NULL);	/* a concurrent submit of this id won */
+	{
+		/* a concurrent scatter or submit of this id committed first */
+		if (!repeated_scatter(id, n, names, payload))
+			elog(ERROR, "asyncrr: a scatter conflicted but is not there");
+		SPI_finish();
+		PG_RETURN_UUID_P(id);
+	}
 
 	a.timeout = timeout;
 	a.headers = g.headers;
