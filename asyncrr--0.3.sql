@@ -162,8 +162,9 @@ CREATE INDEX request_claim_idx ON asyncrr.request (queue_name, priority DESC, su
 -- the worker, queue by queue: delayed requests whose time has come
 CREATE INDEX request_delayed_idx ON asyncrr.request (queue_name, not_before)
     WHERE state = 'pending' AND not_before IS NOT NULL;
--- claim: is an earlier request of this ordering key still live?
-CREATE INDEX request_key_idx ON asyncrr.request (queue_name, ordering_key, key_seq)
+-- claim: is an earlier request of this ordering key (of its queue and
+-- role) still live?
+CREATE INDEX request_key_idx ON asyncrr.request (queue_name, owner_role, ordering_key, key_seq)
     WHERE ordering_key IS NOT NULL AND state IN ('pending', 'claimed');
 -- a scatter's parts
 CREATE INDEX request_gather_idx ON asyncrr.request (gather) WHERE gather IS NOT NULL;
@@ -1064,7 +1065,8 @@ CREATE FUNCTION asyncrr._orphan_inboxes(batch_size integer, grace interval) RETU
     AS 'MODULE_PATHNAME', 'asyncrr_orphan_inboxes';
 
 -- Ended requests whose reply was taken (or dead-lettered) more than
--- retention ago, unless a dead letter still refers to them.
+-- retention ago, unless a dead letter still refers to them or they are
+-- parts of a gather still live.
 CREATE FUNCTION asyncrr._purge_requests(batch_size integer, retention interval) RETURNS integer
     LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1075,6 +1077,11 @@ AS $$
                  WHERE q.finished_at < now() - $2 AND q.taken_at IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM asyncrr.dead_letter d
                                     WHERE d.correlation_id = q.correlation_id)
+                   -- a part makes its gather's reply: kept while the gather is
+                   -- live (one look through the primary key, not an anti-join)
+                   AND (q.gather IS NULL
+                        OR coalesce((SELECT g.finished_at IS NOT NULL FROM asyncrr.request g
+                                      WHERE g.correlation_id = q.gather), true))
                  ORDER BY q.finished_at
                  LIMIT $1
                  FOR UPDATE SKIP LOCKED))

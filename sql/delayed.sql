@@ -60,6 +60,18 @@ SELECT state, dead_letter_reason FROM asyncrr.status('16d00000-0000-0000-0000-00
 
 -- bad times: an error naming the value, nothing written
 SELECT asyncrr.create_queue('dl_q2');
+-- a deadline past the end of time
+SELECT asyncrr.submit('dl_q2', '{}', timeout => '1 day', not_before => '294276-12-31 00:00:00+00');
+-- max_timeout bounds a request's whole life, its delay included
+SELECT asyncrr.alter_queue('dl_q2', max_timeout => '1 hour');
+DO $$
+BEGIN
+    PERFORM asyncrr.submit('dl_q2', '{}', timeout => '10 minutes', not_before => now() + interval '2 hours');
+EXCEPTION WHEN invalid_parameter_value THEN
+    RAISE NOTICE '%', regexp_replace(SQLERRM, '"[^"]*" with', '"(two hours from now)" with');
+END $$;
+SELECT asyncrr.submit('dl_q2', '{}', timeout => '10 minutes', not_before => now() + interval '30 minutes') IS NOT NULL AS within;
+SELECT asyncrr.cancel(correlation_id) FROM asyncrr.pending WHERE queue_name = 'dl_q2';
 SELECT asyncrr.submit('dl_q2', '{}', not_before => 'infinity');
 SELECT asyncrr.submit('dl_q2', '{}', not_before => '-infinity');
 SELECT count(*) AS written FROM asyncrr.pending WHERE queue_name = 'dl_q2';

@@ -78,6 +78,33 @@ SELECT payload FROM asyncrr.claim('ok_q', 10) WHERE payload ? 'l';
 SELECT ordering_key, state, count(*) FROM asyncrr.pending WHERE queue_name = 'ok_q'
  GROUP BY 1, 2 ORDER BY 1, 2;
 
+-- a key is its role's: another role's requests with the same key are not
+-- held up by this role's, nor can they hold them up
+CREATE ROLE regress_ok_other LOGIN IN ROLE asyncrr_requester;
+SELECT asyncrr.grant_queue('ok_q', 'regress_ok_other', 'submit');
+SELECT asyncrr.submit('ok_q', '{"mine": 1}', ordering_key => 'shared', correlation_id => '16c00000-0000-0000-0000-000000000021');
+SELECT payload FROM asyncrr.claim('ok_q', 10) WHERE payload ? 'mine';
+SELECT asyncrr.close_inbox();
+SET ROLE regress_ok_other;
+SELECT asyncrr.open_inbox('ok-other');
+SELECT asyncrr.submit('ok_q', '{"theirs": 1}', ordering_key => 'shared', not_before => now() + interval '1 day') IS NOT NULL AS delayed_head;
+SELECT asyncrr.submit('ok_q', '{"theirs": 2}', ordering_key => 'shared') IS NOT NULL AS behind_it;
+UNLISTEN *;
+SELECT asyncrr.close_inbox();
+RESET ROLE;
+SELECT asyncrr.submit('ok_q', '{"mine": 2}', ordering_key => 'shared') IS NOT NULL AS mine_behind;
+UNLISTEN *;
+SELECT asyncrr.complete('16c00000-0000-0000-0000-000000000021', '{}');
+SELECT payload FROM asyncrr.claim('ok_q', 10) WHERE payload ? 'mine' OR payload ? 'theirs';
+SELECT ordering_key, owner, state, count(*) FROM asyncrr.pending WHERE ordering_key = 'shared'
+ GROUP BY 1, 2, 3 ORDER BY 2, 3;
+
+-- the same id again with another ordering key is another request
+SELECT asyncrr.submit('ok_q', '{"mine": 3}', ordering_key => 'one', correlation_id => '16c00000-0000-0000-0000-000000000022');
+SELECT asyncrr.submit('ok_q', '{"mine": 3}', ordering_key => 'one', correlation_id => '16c00000-0000-0000-0000-000000000022');
+SELECT asyncrr.submit('ok_q', '{"mine": 3}', ordering_key => 'two', correlation_id => '16c00000-0000-0000-0000-000000000022');
+SELECT asyncrr.submit('ok_q', '{"mine": 3}', correlation_id => '16c00000-0000-0000-0000-000000000022');
+
 -- bad keys: an error naming the fault, nothing written
 SELECT count(*) AS live FROM asyncrr.pending WHERE queue_name = 'ok_q';
 SELECT asyncrr.submit('ok_q', '{"bad": 1}', ordering_key => '');
@@ -85,4 +112,9 @@ SELECT asyncrr.submit('ok_q', '{"bad": 2}', ordering_key => repeat('k', 201));
 SELECT count(*) FROM asyncrr.submit_many('ok_q', ARRAY['{"bad": 3}']::jsonb[], ordering_key => '');
 SELECT count(*) AS live FROM asyncrr.pending WHERE queue_name = 'ok_q';
 SELECT asyncrr.drop_queue('ok_q', force => true);
+-- (the other role's durable inbox goes with the role)
+DELETE FROM asyncrr.dead_letter WHERE inbox_name = 'ok-other';
+DELETE FROM asyncrr.request WHERE inbox_name = 'ok-other';
+DELETE FROM asyncrr.inbox WHERE inbox_name = 'ok-other';
+DROP ROLE regress_ok_other;
 SELECT status, count(*) FROM asyncrr.take_replies() GROUP BY 1 ORDER BY 1;

@@ -66,6 +66,27 @@ EXCEPTION WHEN undefined_object THEN
     RAISE NOTICE 'wait(part): %', SQLSTATE;
 END $$;
 
+-- retention keeps the parts of a live gather: its reply is made of them
+SELECT asyncrr.scatter(ARRAY['sg_a', 'sg_b'], '{"q": 7}', correlation_id => '16a00000-0000-0000-0000-000000000007');
+UNLISTEN *;
+SELECT count(*) FROM (SELECT asyncrr.fail(c.correlation_id, 'early') FROM asyncrr.claim('sg_a') c) done;
+UPDATE asyncrr.request SET finished_at = finished_at - interval '1 day'
+ WHERE gather = '16a00000-0000-0000-0000-000000000007' AND state = 'failed';
+SELECT asyncrr._purge_requests(100, '1 hour') AS purged;
+SELECT count(*) FROM (SELECT asyncrr.complete(c.correlation_id, '{}') FROM asyncrr.claim('sg_b') c) done;
+SELECT status, reply, error FROM asyncrr.wait('16a00000-0000-0000-0000-000000000007', '1 second');
+UPDATE asyncrr.request SET finished_at = finished_at - interval '1 day'
+ WHERE gather = '16a00000-0000-0000-0000-000000000007' AND state = 'completed';
+SELECT asyncrr._purge_requests(100, '1 hour') AS purged;
+
+-- a gather's dead letter cannot be redriven: it is no queue's request
+INSERT INTO asyncrr.dead_letter (correlation_id, queue_name, inbox_name, owner_role, reason, payload,
+                                 priority, timeout, attempt, submitted_at, dead_lettered_at)
+VALUES ('16a00000-0000-0000-0000-0000000000d1', '(scatter)', 'gone', current_user, 'requester_gone', '{}',
+        0, '1 hour', 1, now(), now());
+SELECT asyncrr.redrive('16a00000-0000-0000-0000-0000000000d1');
+DELETE FROM asyncrr.dead_letter WHERE correlation_id = '16a00000-0000-0000-0000-0000000000d1';
+
 -- every part completed: completed; wait() takes the gather
 SELECT asyncrr.scatter(ARRAY['sg_a', 'sg_b'], '{"q": 2}', correlation_id => '16a00000-0000-0000-0000-000000000002');
 UNLISTEN *;
@@ -83,6 +104,16 @@ SELECT status, reply, error FROM asyncrr.wait('16a00000-0000-0000-0000-000000000
 SELECT queue_name, state FROM asyncrr.parts('16a00000-0000-0000-0000-000000000003');
 SELECT reason FROM asyncrr.dead_letters d JOIN asyncrr.parts('16a00000-0000-0000-0000-000000000003') p
     USING (correlation_id);
+
+-- a part's dead letter is not redriven: its gather has ended
+DO $$
+BEGIN
+    PERFORM asyncrr.redrive((SELECT correlation_id FROM asyncrr.parts('16a00000-0000-0000-0000-000000000003')
+                              WHERE queue_name = 'sg_c'));
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    RAISE NOTICE 'redrive(part): %', SQLSTATE;
+END $$;
+SELECT asyncrr.redrive_queue('sg_c') AS redriven;
 
 -- cancel(gather) cancels its unfinished parts; the gather ends cancelled
 SELECT asyncrr.scatter(ARRAY['sg_a', 'sg_b'], '{"q": 4}', correlation_id => '16a00000-0000-0000-0000-000000000004');
@@ -115,6 +146,7 @@ SELECT asyncrr.scatter(ARRAY[]::text[], '{}');
 SELECT asyncrr.scatter(NULL, '{}');
 SELECT asyncrr.scatter(ARRAY['sg_a', NULL], '{}');
 SELECT asyncrr.scatter(ARRAY['sg_a', 'sg_a'], '{}');
+SELECT asyncrr.scatter(ARRAY[['sg_a'], ['sg_b']], '{}');
 SELECT asyncrr.scatter(ARRAY['sg_a', 'sg_nope'], '{}');
 SELECT asyncrr.scatter((SELECT array_agg('q' || i) FROM generate_series(1, 101) i), '{}');
 SELECT asyncrr.scatter(ARRAY['sg_a'], NULL);

@@ -97,6 +97,8 @@ typedef struct AsyncrrPlan
 	int			size_class;		/* of asyncrr.request when it was made */
 	/* the same statement for a catalog not yet updated to 0.3, if it differs */
 	struct AsyncrrPlan *before_0_3;
+	/* read with the latest snapshot, not the transaction's (see plan.c) */
+	bool		latest;
 } AsyncrrPlan;
 
 /* What a statement returned: n rows */
@@ -168,6 +170,7 @@ typedef struct AsyncrrPass
 								 * start; DT_NOEND: none; DT_NOBEGIN: unknown */
 } AsyncrrPass;
 
+extern bool asyncrr_never_wait;
 extern void asyncrr_worker_xact_callback(XactEvent event);
 extern void asyncrr_register_bgworker(const char *name, const char *function);
 extern void asyncrr_bgworker_connect(const char *name);

@@ -328,7 +328,7 @@ notify_at_commit(const char *inbox, pg_uuid_t *id, const char *status)
 
 /*
  * Notes the one notification of a reply, sent once the transaction commits
- * (request.c's end_request, the one place requests end, calls this); and
+ * (request.c's end_with, the one place requests end, calls this); and
  * wakes the waiters of this reply at that commit.
  */
 void
@@ -347,21 +347,20 @@ asyncrr_notify_reply_at_commit(text *inbox_name, pg_uuid_t *id, const char *stat
 /*
  * Notes the notification of a progress report (status "progress"), at most
  * one per request per transaction; nobody waiting for the reply is woken,
- * since there is none yet.  (A notification already noted at this level or
- * an outer one is sent, or dropped, with this report.)
+ * since there is none yet.  (A notification already noted is at this
+ * level or an outer one, the levels of those noted never decreasing: it
+ * is sent, or dropped, with this report.)
  */
 void
 asyncrr_notify_progress_at_commit(text *inbox_name, pg_uuid_t *id)
 {
 	char	   *inbox = text_to_cstring(inbox_name);
-	int			level = GetCurrentTransactionNestLevel();
 
 	asyncrr_xact_changed();
 	if (strcmp(inbox, ASYNCRR_CALL_INBOX) == 0)
 		return;
 	for (int i = 0; i < n_pending; i++)
-		if (pending[i].level <= level &&
-			memcmp(pending[i].notice.id.data, id->data, UUID_LEN) == 0 &&
+		if (memcmp(pending[i].notice.id.data, id->data, UUID_LEN) == 0 &&
 			strcmp(pending[i].notice.status, "progress") == 0)
 			return;
 	notify_at_commit(inbox, id, "progress");

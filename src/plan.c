@@ -30,6 +30,7 @@
 #include "port/pg_bitutils.h"
 #include "storage/bufmgr.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "asyncrr.h"
 
@@ -101,7 +102,16 @@ asyncrr_run(AsyncrrPlan *p, Datum *values, const char *nulls)
 			p->plan = plan;
 			p->size_class = size_class;
 		}
-		rc = SPI_execute_plan(p->plan, values, nulls, false, 0);
+		/*
+		 * A statement that must see what has committed since a REPEATABLE
+		 * READ transaction's snapshot (after it has locked the rows that
+		 * decide, as ri_triggers.c does) reads with the latest snapshot.
+		 */
+		if (p->latest)
+			rc = SPI_execute_snapshot(p->plan, values, nulls, GetLatestSnapshot(),
+									  InvalidSnapshot, false, false, 0);
+		else
+			rc = SPI_execute_plan(p->plan, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{

@@ -97,10 +97,16 @@ static AsyncrrPlan queue_plan = {
 };
 
 /* submit: the ids among these that exist already, in id order */
-static AsyncrrPlan known_ids_plan = {
-	"SELECT correlation_id, owner_role, queue_name, payload FROM asyncrr.request"
+static AsyncrrPlan known_ids_plan_0_2 = {
+	"SELECT correlation_id, owner_role, queue_name, payload, NULL::text FROM asyncrr.request"
 	" WHERE correlation_id = ANY ($1) ORDER BY correlation_id",
 	1, {UUIDARRAYOID}
+};
+
+static AsyncrrPlan known_ids_plan = {
+	"SELECT correlation_id, owner_role, queue_name, payload, ordering_key FROM asyncrr.request"
+	" WHERE correlation_id = ANY ($1) ORDER BY correlation_id",
+	1, {UUIDARRAYOID}, .before_0_3 = &known_ids_plan_0_2
 };
 
 /*
@@ -215,7 +221,8 @@ static AsyncrrPlan expired_plan = {
 /*
  * A pending request c is claimable when it is due (not_before NULL: the
  * worker clears it when its time comes) and no earlier request of its
- * ordering key in its queue is live.  Asked of each candidate as a claim
+ * ordering key in its queue is live.  A key is its role's: another role's
+ * requests with the same key are of another key, and cannot hold it up.  Asked of each candidate as a claim
  * meets it, through request_key_idx: nothing is handed over when a request
  * ends, so nothing can be lost between the end of one and the next.
  */
@@ -224,7 +231,8 @@ static AsyncrrPlan expired_plan = {
 	" AND (" C ".ordering_key IS NULL OR NOT EXISTS (" \
 	"        SELECT 1 FROM asyncrr.request e" \
 	"         WHERE e.state IN ('pending', 'claimed') AND e.queue_name = $1" \
-	"           AND e.ordering_key = " C ".ordering_key AND e.key_seq < " C ".key_seq))"
+	"           AND e.owner_role = " C ".owner_role AND e.ordering_key = " C ".ordering_key" \
+	"           AND e.key_seq < " C ".key_seq))"
 
 #define CLAIM(CLAIMABLE_C) \
 	"WITH claimed AS (" \
@@ -380,7 +388,7 @@ static AsyncrrPlan gather_parts_plan = {
 	"       'parts not completed: ' || pg_catalog.string_agg(p.queue_name || ' (' || p.state || ')', ', '"
 	"                                  ORDER BY p.queue_name) FILTER (WHERE p.state <> 'completed')"
 	"  FROM asyncrr.request p WHERE p.gather = $1",
-	1, {UUIDOID}
+	1, {UUIDOID}, .latest = true
 };
 
 /* a gather, locked without waiting (the background worker; else lock_state_plan) */
@@ -582,6 +590,16 @@ static AsyncrrPlan delete_queue_plan = {
 	1, {TEXTOID}
 };
 
+/* redrive: is the dead letter's request a part of a scatter?  Its gather. */
+static AsyncrrPlan part_of_plan_0_2 = {
+	"SELECT NULL::uuid WHERE false", 1, {UUIDOID}
+};
+
+static AsyncrrPlan part_of_plan = {
+	"SELECT gather FROM asyncrr.request WHERE correlation_id = $1 AND gather IS NOT NULL",
+	1, {UUIDOID}, .before_0_3 = &part_of_plan_0_2
+};
+
 /* redrive: the dead letter, removed, and what its new request needs */
 static AsyncrrPlan take_dead_letter_plan_0_2 = {
 	"DELETE FROM asyncrr.dead_letter WHERE correlation_id = $1"
@@ -681,9 +699,18 @@ static AsyncrrPlan requeue_plan = {
 	1, {UUIDARRAYOID}
 };
 
+/*
+ * Inboxes whose holder has exited; one a client holds locked (an open
+ * transaction of open_inbox() on it) is left for a later pass: the worker
+ * never waits for a client
+ */
 static AsyncrrPlan release_dead_holders_plan = {
 	"UPDATE asyncrr.inbox SET holder_pid = NULL, holder_started = NULL, released_at = now()"
-	" WHERE holder_pid IS NOT NULL AND NOT asyncrr._backend_alive(holder_pid, holder_started)",
+	" WHERE inbox_name = ANY (ARRAY("
+	"         SELECT i.inbox_name FROM asyncrr.inbox i"
+	"          WHERE i.holder_pid IS NOT NULL"
+	"            AND NOT asyncrr._backend_alive(i.holder_pid, i.holder_started)"
+	"          FOR UPDATE SKIP LOCKED))",
 	0, {InvalidOid}
 };
 
@@ -740,7 +767,8 @@ static AsyncrrPlan orphan_replies_plan = {
 };
 
 /*
- * session inboxes released grace ($1) ago with nothing left in them: the
+ * session inboxes released grace ($1) ago with nothing left in them (those
+ * a client holds locked are left for a later pass): the
  * first entry of each in request_inbox_idx, in order (NOT EXISTS became
  * an anti-join reading all of the index for each inbox when the statistics
  * said it was nearly empty, and, without the order, a sequential scan when
@@ -748,7 +776,10 @@ static AsyncrrPlan orphan_replies_plan = {
  */
 static AsyncrrPlan remove_session_inboxes_plan = {
 	"DELETE FROM asyncrr.inbox i"
-	" WHERE NOT i.durable AND i.holder_pid IS NULL AND i.released_at <= now() - $1"
+	" WHERE i.inbox_name = ANY (ARRAY("
+	"         SELECT l.inbox_name FROM asyncrr.inbox l"
+	"          WHERE NOT l.durable AND l.holder_pid IS NULL AND l.released_at <= now() - $1"
+	"          FOR UPDATE SKIP LOCKED))"
 	"   AND (SELECT 1 FROM asyncrr.request q"
 	"         WHERE q.inbox_name = i.inbox_name AND q.taken_at IS NULL"
 	"         ORDER BY q.finished_at LIMIT 1) IS NULL",
@@ -895,6 +926,11 @@ array_arg(FunctionCallInfo fcinfo, int arg, const char *what, Oid type, int16 ty
 	int			n;
 
 	asyncrr_check_not_null(what, PG_ARGISNULL(arg));
+	if (ARR_NDIM(PG_GETARG_ARRAYTYPE_P(arg)) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a one-dimensional array", what),
+				 errdetail("The array given has %d dimensions.", ARR_NDIM(PG_GETARG_ARRAYTYPE_P(arg)))));
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(arg), type, typlen, typbyval, typalign,
 					  elems, nulls, &n);
 	return n;
@@ -1160,10 +1196,30 @@ id_cmp(const void *a, const void *b)
  * cancel), and a gather is looked at by whoever ends one of its parts, after
  * that part has ended: of two transactions ending its last two parts, the
  * second to lock the gather sees the first's part ended once the first
- * commits, and ends it.  The background worker does not wait for a gather a
- * client holds; it ends that gather at its deadline instead
- * (asyncrr_expire_deadlines), as it would a request a client held.
+ * commits (its parts are read with the latest snapshot, also under
+ * REPEATABLE READ), and ends it.  The background worker does not wait for
+ * a gather a client holds: it looks again at its next deadline step, and
+ * failing that (a crash) at the gather's deadline (asyncrr_expire_deadlines).
  */
+/*
+ * Gathers the background worker found locked when one of their parts had
+ * ended: it looks at them again at its next deadline step.  (A crash loses
+ * the list; their deadline ends them then.)
+ */
+#define MAX_SKIPPED_GATHERS 10000
+static pg_uuid_t *skipped_gathers = NULL;
+static int	n_skipped_gathers = 0;
+
+static void
+remember_skipped_gather(pg_uuid_t *id)
+{
+	if (skipped_gathers == NULL)
+		skipped_gathers = MemoryContextAlloc(TopMemoryContext,
+											 MAX_SKIPPED_GATHERS * sizeof(pg_uuid_t));
+	if (n_skipped_gathers < MAX_SKIPPED_GATHERS)
+		skipped_gathers[n_skipped_gathers++] = *id;
+}
+
 static int
 finish_gathers(int n, pg_uuid_t *ids)
 {
@@ -1183,8 +1239,10 @@ finish_gathers(int n, pg_uuid_t *ids)
 
 		if (i > 0 && memcmp(ids[i].data, ids[i - 1].data, UUID_LEN) == 0)
 			continue;
-		row = asyncrr_run(IsBackgroundWorker ? &try_lock_gather_plan : &lock_state_plan,
+		row = asyncrr_run(asyncrr_never_wait ? &try_lock_gather_plan : &lock_state_plan,
 						  (Datum[]) {UUIDPGetDatum(&ids[i])}, NULL);
+		if (row->n == 0 && asyncrr_never_wait)
+			remember_skipped_gather(&ids[i]);
 		live = row->n > 0 && is_live(TextDatumGetCString(asyncrr_value(row, 0, 1, &isnull)));
 		asyncrr_done(row);
 		if (!live)
@@ -1407,29 +1465,38 @@ insert_requests(int n, pg_uuid_t *ids, Datum *payloads, NewRequests *r)
 }
 
 /*
- * Submits of one ordering key in one queue wait for each other until
+ * Submits of one role's ordering key in one queue wait for each other until
  * commit, so that their places in the key's order are the order in which
  * they become visible: a claim never sees a later request of a key without
  * the earlier ones.  The lock is on an object of asyncrr's own class (the
- * OID of table asyncrr.request; the hash of queue and key), which no SQL
- * command can lock, and only submits of that key take it.  Then returns n
+ * OID of table asyncrr.request; 48 bits of the hash of queue, role and key
+ * in objid and objsubid), which no SQL command can lock, and only that
+ * role's submits of that key take it: another role would have to find a
+ * key whose hash collides in 48 bits to make them wait.  Then returns n
  * places in the key's order, increasing.
  */
 static Datum *
-lock_ordering_key(text *queue, text *key, int n)
+lock_ordering_key(text *queue, text *key, Datum owner, int n)
 {
 	Oid			classid = get_relname_relid("request", get_namespace_oid("asyncrr", false));
-	uint32		hash = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(queue),
-											   VARSIZE_ANY_EXHDR(queue)));
+	StringInfoData whose;
+	uint64		hash;
 	AsyncrrRows *places;
 	Datum	   *elems;
 	bool	   *nulls;
 	int			m;
 	bool		isnull;
 
-	hash = hash_combine(hash, DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(key),
-													  VARSIZE_ANY_EXHDR(key))));
-	LockDatabaseObject(classid, (Oid) hash, 0, ExclusiveLock);
+	/* queue, role and key, each with its length: no two triples alike */
+	initStringInfo(&whose);
+	appendStringInfo(&whose, "%d:", (int) VARSIZE_ANY_EXHDR(queue));
+	appendBinaryStringInfo(&whose, VARDATA_ANY(queue), VARSIZE_ANY_EXHDR(queue));
+	appendStringInfo(&whose, "%d:%s", (int) strlen(NameStr(*DatumGetName(owner))),
+					 NameStr(*DatumGetName(owner)));
+	appendBinaryStringInfo(&whose, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	/* 48 bits of its hash: objid and objsubid (a 16-bit field) */
+	hash = DatumGetUInt64(hash_any_extended((unsigned char *) whose.data, whose.len, 0));
+	LockDatabaseObject(classid, (Oid) hash, (uint16) (hash >> 32), ExclusiveLock);
 	asyncrr_xact_changed();
 
 	places = asyncrr_run(&key_places_plan, (Datum[]) {Int32GetDatum(n)}, NULL);
@@ -1459,10 +1526,12 @@ refuse_used_id(pg_uuid_t *id, const char *other_queue)
  * Marks in known[] the ids that exist already, after checking that each is
  * a repeat of the same request: same role (another role's id is a
  * conflict whatever the queue and payload, and nothing about that request
- * goes into the error), same queue, same payload.  Returns how many.
+ * goes into the error), same queue, same payload, same ordering key (key;
+ * a delay is not compared: it is forgotten once it has come).  Returns how
+ * many.
  */
 static int
-find_repeats(int n, pg_uuid_t *ids, text *queue, Datum *payloads, bool *known)
+find_repeats(int n, pg_uuid_t *ids, text *queue, Datum *payloads, text *key, bool *known)
 {
 	AsyncrrRows *rows = asyncrr_run(&known_ids_plan, (Datum[]) {uuid_array(n, ids)}, NULL);
 	int			repeats = 0;
@@ -1472,6 +1541,7 @@ find_repeats(int n, pg_uuid_t *ids, text *queue, Datum *payloads, bool *known)
 		int64		row = find_row(rows, &ids[i]);
 		bool		isnull;
 		text	   *old_queue;
+		Datum		old_key;
 
 		known[i] = row >= 0;
 		if (!known[i])
@@ -1487,6 +1557,17 @@ find_repeats(int n, pg_uuid_t *ids, text *queue, Datum *payloads, bool *known)
 			!DatumGetBool(DirectFunctionCall2(jsonb_eq, asyncrr_value(rows, row, 4, &isnull),
 											  payloads[i])))
 			refuse_used_id(&ids[i], text_to_cstring(old_queue));
+		old_key = asyncrr_value(rows, row, 5, &isnull);
+		if (isnull != (key == NULL) ||
+			(key != NULL &&
+			 !DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID, old_key,
+												   PointerGetDatum(key)))))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("correlation id \"%s\" is already used by a different request",
+							uuid_string(&ids[i])),
+					 errdetail("That request has another ordering key."),
+					 errhint("Repeat a submit with the same queue, payload and ordering key, or use a new correlation id.")));
 	}
 	return repeats;
 }
@@ -1516,11 +1597,14 @@ submit_args(FunctionCallInfo fcinfo, int arg, SubmitArgs *a)
 	a->priority = a->priority_isnull ? 0 : PG_GETARG_INT32(arg + 2);
 	a->headers = PG_GETARG_DATUM(arg + 3);
 	a->headers_isnull = PG_ARGISNULL(arg + 3);
-	/* not_before and ordering_key: 0.3 */
-	a->not_before_isnull = PG_NARGS() <= arg + 4 || PG_ARGISNULL(arg + 4);
+	/* not_before and ordering_key: 0.3's signatures, which end with them */
+	a->not_before_isnull = true;
+	if (PG_NARGS() != arg + 6)
+		return;
+	a->not_before_isnull = PG_ARGISNULL(arg + 4);
 	if (!a->not_before_isnull)
 		a->not_before = PG_GETARG_TIMESTAMPTZ(arg + 4);
-	if (PG_NARGS() > arg + 5 && !PG_ARGISNULL(arg + 5))
+	if (!PG_ARGISNULL(arg + 5))
 		a->ordering_key = PG_GETARG_TEXT_PP(arg + 5);
 }
 
@@ -1665,6 +1749,24 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		/* a time that has come means now */
 		r.has_not_before = a->not_before > GetCurrentTimestamp();
 		r.not_before = a->not_before;
+		/*
+		 * max_timeout bounds how long a request may stay live, its delay
+		 * included: a delay is no way around it (and plus() refuses a
+		 * deadline past the end of time)
+		 */
+		if (r.has_not_before && q.has_max_timeout &&
+			plus(r.not_before, r.timeout) > plus(GetCurrentTimestamp(), &q.max_timeout))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("not_before \"%s\" with timeout \"%s\" exceeds max_timeout \"%s\" of queue \"%s\"",
+							DatumGetCString(DirectFunctionCall1(timestamptz_out,
+																TimestampTzGetDatum(r.not_before))),
+							interval_string(r.timeout), interval_string(&q.max_timeout),
+							text_to_cstring(queue)),
+					 errdetail("A delayed request's deadline, not_before plus its timeout, is at most max_timeout from now."),
+					 errhint("An asyncrr_admin member sets the bound with asyncrr.alter_queue().")));
+		else if (r.has_not_before)
+			(void) plus(r.not_before, r.timeout);
 	}
 	if (a->ordering_key != NULL)
 	{
@@ -1684,14 +1786,15 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 
 	/* fresh random ids cannot be known; a collision is still caught below */
 	if (any_given)
-		repeats = find_repeats(n, ids, queue, payloads, known);
+		repeats = find_repeats(n, ids, queue, payloads, a->ordering_key, known);
 	if (repeats == n)
 		return;
 
 	n_new = n - repeats;
 	/* the places of an ordering key follow the payloads' order */
+	r.owner = DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name()));
 	if (a->ordering_key != NULL)
-		places = lock_ordering_key(queue, a->ordering_key, n_new);
+		places = lock_ordering_key(queue, a->ordering_key, r.owner, n_new);
 
 	/*
 	 * The new ones, in id order: two batches that share ids insert them in
@@ -1730,7 +1833,6 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 	r.headers_isnull = a->headers_isnull;
 	r.priority = a->priority;
 	r.max_attempts = q.max_attempts;
-	r.owner = DirectFunctionCall1(namein, CStringGetDatum(asyncrr_caller_name()));
 	r.ordering_key = a->ordering_key;
 	r.gather = a->gather;
 	inserted = insert_requests(n_new, new_ids, new_payloads, &r);
@@ -1740,7 +1842,7 @@ submit_requests(text *queue, int n, Datum *payloads, bool *payload_nulls,
 		 * Concurrent submits of some of these ids committed first (or an id
 		 * appears twice): each must be a repeat of the same request.
 		 */
-		if (find_repeats(n_new, new_ids, queue, new_payloads, palloc(n_new)) + inserted <
+		if (find_repeats(n_new, new_ids, queue, new_payloads, a->ordering_key, palloc(n_new)) + inserted <
 			(uint64) n_new)
 			elog(ERROR, "asyncrr: a submitted request conflicted but is not there");
 	}
@@ -1770,7 +1872,6 @@ asyncrr_submit(PG_FUNCTION_ARGS)
 	{
 		/* 0.2's asyncrr._submit(..., headers, inbox_name) */
 		submit_args(fcinfo, 2, &a);
-		a.not_before_isnull = true;
 		a.inbox = PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6);
 	}
 	else
@@ -2466,7 +2567,7 @@ repeated_scatter(pg_uuid_t *id, int n, char **names, Datum payload)
 	int			m = 0;
 	bool		same;
 
-	if (find_repeats(1, id, cstring_to_text(ASYNCRR_SCATTER_QUEUE), &payload, &known) == 0)
+	if (find_repeats(1, id, cstring_to_text(ASYNCRR_SCATTER_QUEUE), &payload, NULL, &known) == 0)
 		return false;
 	row = asyncrr_run(&part_queues_plan, (Datum[]) {UUIDPGetDatum(id)}, NULL);
 	had = asyncrr_value(row, 0, 1, &isnull);
@@ -2477,7 +2578,12 @@ repeated_scatter(pg_uuid_t *id, int n, char **names, Datum payload)
 	for (int i = 0; same && i < n; i++)
 		same = strcmp(TextDatumGetCString(old[i]), names[i]) == 0;
 	if (!same)
-		refuse_used_id(id, ASYNCRR_SCATTER_QUEUE);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("correlation id \"%s\" is already used by a different request",
+						uuid_string(id)),
+				 errdetail("That request is a scatter to other queues."),
+				 errhint("Repeat a scatter with the same queues and payload, or use a new correlation id.")));
 	asyncrr_done(row);
 	return true;
 }
@@ -2734,9 +2840,10 @@ asyncrr_drop_queue(PG_FUNCTION_ARGS)
 
 /*
  * Sends a dead letter back to its queue as a new request: new id, same
- * inbox, owner, payload, headers, priority and timeout.  Returns the new id;
- * or, if the dead letter is gone (a purge or another redrive got to it
- * first) and missing_ok, NULL.
+ * inbox, owner, payload, headers, priority, timeout and ordering key.
+ * Returns the new id; or, if the dead letter is gone (a purge or another
+ * redrive got to it first) or is of a part of a scatter, and missing_ok,
+ * NULL.
  */
 static pg_uuid_t *
 redrive_one(pg_uuid_t *old_id, bool missing_ok)
@@ -2749,6 +2856,24 @@ redrive_one(pg_uuid_t *old_id, bool missing_ok)
 	Datum		key;
 	NewRequests r = {0};
 	pg_uuid_t  *new_id = palloc(sizeof(pg_uuid_t));
+	AsyncrrRows *part;
+
+	/*
+	 * A part of a scatter: sent again alone, its reply would come to its
+	 * requester as one of no request it made; its gather has ended.  Left
+	 * as it is (redrive_queue skips it).
+	 */
+	part = asyncrr_run(&part_of_plan, (Datum[]) {UUIDPGetDatum(old_id)}, NULL);
+	if (part->n > 0 && missing_ok)
+		return NULL;
+	if (part->n > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dead letter \"%s\" is a part of scatter \"%s\"", uuid_string(old_id),
+						uuid_string(DatumGetUUIDP(asyncrr_value(part, 0, 1, &isnull)))),
+				 errdetail("A part is answered through its gather, which has ended."),
+				 errhint("Scatter again with asyncrr.scatter().")));
+	asyncrr_done(part);
 
 	letter = asyncrr_run(&take_dead_letter_plan, (Datum[]) {UUIDPGetDatum(old_id)}, NULL);
 	if (letter->n == 0 && missing_ok)
@@ -2761,6 +2886,12 @@ redrive_one(pg_uuid_t *old_id, bool missing_ok)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("dead letter \"%s\" does not exist", uuid_string(old_id))));
 	queue = DatumGetTextPP(asyncrr_value(letter, 0, 1, &isnull));
+	if (strcmp(text_to_cstring(queue), ASYNCRR_SCATTER_QUEUE) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dead letter \"%s\" is of a scatter", uuid_string(old_id)),
+				 errdetail("A gather is the reply of its parts, not a request of a queue."),
+				 errhint("Scatter again with asyncrr.scatter().")));
 	lookup_queue(queue, NULL, true, &q);
 
 	random_uuid(new_id);
@@ -2778,7 +2909,7 @@ redrive_one(pg_uuid_t *old_id, bool missing_ok)
 	if (!isnull)
 	{
 		r.ordering_key = DatumGetTextPP(key);
-		r.key_places = lock_ordering_key(queue, r.ordering_key, 1);
+		r.key_places = lock_ordering_key(queue, r.ordering_key, r.owner, 1);
 	}
 	(void) insert_requests(1, new_id, &payload, &r);
 	asyncrr_done(asyncrr_run(&mark_redriven_plan,
@@ -2872,6 +3003,17 @@ asyncrr_expire_deadlines(PG_FUNCTION_ARGS)
 
 	asyncrr_check_not_null("batch_size", PG_ARGISNULL(0));
 	SPI_connect();
+	if (n_skipped_gathers > 0)
+	{
+		/* gathers skipped last time, a client holding them then */
+		int			m = n_skipped_gathers;
+		pg_uuid_t  *again = palloc(m * sizeof(pg_uuid_t));
+
+		memcpy(again, skipped_gathers, m * sizeof(pg_uuid_t));
+		n_skipped_gathers = 0;
+		qsort(again, m, sizeof(pg_uuid_t), id_cmp);
+		(void) finish_gathers(m, again);
+	}
 	due = asyncrr_run(&due_plan, (Datum[]) {PG_GETARG_DATUM(0)}, NULL);
 	time_out_requests(due);
 	n = (int32) due->n;

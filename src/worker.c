@@ -405,6 +405,12 @@ recover_from_error(MemoryContext cxt)
 static bool step_failed = false;
 
 /*
+ * This backend must never wait for a lock a client holds (request.c): set
+ * in the background worker.
+ */
+bool		asyncrr_never_wait = false;
+
+/*
  * Runs one maintenance step in batches until a batch comes back short.
  * Returns false if the extension is missing.  An ERROR in the step is
  * logged and ends that step only, so a step that keeps failing (one row it
@@ -542,6 +548,7 @@ asyncrr_worker_main(Datum main_arg)
 	volatile TimestampTz last_housekeeping = 0;
 
 	asyncrr_bgworker_connect("asyncrr worker");
+	asyncrr_never_wait = true;
 
 	SpinLockAcquire(&shared->mutex);
 	shared->worker_procno = ASYNCRR_MY_PROCNO;

@@ -1,9 +1,9 @@
 # Issue 16 with the real background worker (asyncrr.precision 100ms):
 # a delayed request wakes a sleeping claim(wait) at its time, not before;
 # the end of a key's head wakes a claim sleeping on its queue; a scatter's
-# straggler times out at the gather's deadline; and a gather whose last
-# part a client held while the worker timed out the other still ends, at
-# the worker's next pass.
+# straggler times out at the gather's deadline; and a gather a client held
+# while the worker ended one of its parts still ends, at the worker's next
+# pass.
 use strict;
 use warnings;
 
@@ -106,6 +106,45 @@ $out = $bg->query_safe(
 like($out, qr/^timed_out \{"sa": \{"reply": \{"a": 2\}, "status": "completed"\}, "sb": \{"status": "timed_out"\}\}$/,
 	'then the worker ends it, its reply as its parts ended');
 cmp_ok(time - $t0, '<', 10, 'at its next pass');
+
+# 5. The worker dead-letters a part whose lease ran out (its last attempt)
+#    while a client, completing the other part, holds the gather: it does
+#    not wait, and ends the gather at its next pass, not at its deadline an
+#    hour away.
+$node->safe_psql('postgres',
+	"SELECT asyncrr.create_queue('once', default_timeout => '1 hour', lease => '1 second', max_attempts => 1)");
+$gather = $bg->query_safe(
+	"SELECT asyncrr.scatter(ARRAY['sa', 'once'], '{\"q\": 3}', timeout => '1 hour')");
+$gather = (split /\n/, $gather)[-1];
+$node->safe_psql('postgres', "SELECT count(*) FROM asyncrr.claim('once')");
+$worker->query_safe(q{
+	BEGIN;
+	SELECT asyncrr.complete(correlation_id, '{"a": 3}') FROM asyncrr.claim('sa');});
+ok( AsyncrrTest::within(
+		$node, 20,
+		"SELECT state FROM asyncrr.parts('$gather') WHERE queue_name = 'once'", 'dead_lettered'),
+	'the worker dead-letters the part whose lease ran out while the gather is held');
+$worker->query_safe('COMMIT');
+$t0 = time;
+$out = $bg->query_safe(
+	"SELECT status || ' ' || reply::text FROM asyncrr.wait('$gather', '30 seconds')");
+like($out, qr/^failed \{"sa": \{"reply": \{"a": 3\}, "status": "completed"\}, "once": \{"error": "lease expired on attempt 1 of 1", "status": "dead_lettered"\}\}$/,
+	'the gather ends failed, its reply as its parts ended');
+cmp_ok(time - $t0, '<', 10, 'at the worker\'s next pass, not at its deadline');
+
+# 6. A requester holding its inbox's row in an open transaction (open_inbox
+#    of a durable inbox whose last holder has exited) does not stall the
+#    worker: deadlines still pass.
+$node->safe_psql('postgres', "SELECT asyncrr.open_inbox('stall-me')");
+my $stall = $node->background_psql('postgres');
+$stall->query_safe("BEGIN; SELECT asyncrr.open_inbox('stall-me');");
+my $victim = $node->safe_psql('postgres',
+	"SELECT asyncrr.submit('d', '{\"v\": 1}', timeout => '1 second')");
+ok( AsyncrrTest::within(
+		$node, 20, "SELECT state FROM asyncrr.status('$victim')", 'timed_out'),
+	'a request times out while another session holds an inbox row locked');
+$stall->query_safe('ROLLBACK');
+$stall->quit;
 $worker->quit;
 $bg->quit;
 
