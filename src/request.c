@@ -151,52 +151,36 @@ static AsyncrrPlan open_session_inbox_plan = {
  * owner $9, the dead letter redriven $10, not_before $11 (NULL: now; the
  * deadline counts from it), ordering key $12, the gather of a part $14
  */
-#define INSERT_REQUESTS(ID, PAYLOAD, SEQ, FROM) \
+#define INSERT_REQUESTS(V, ID, PAYLOAD, SEQ, FROM) \
 	"INSERT INTO asyncrr.request" \
 	"       (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority," \
-	"        state, max_attempts, submitted_at, timeout, deadline, redriven_from," \
-	"        not_before, ordering_key, key_seq, gather)" \
+	"        state, max_attempts, submitted_at, timeout, deadline, redriven_from" \
+	V##_INSERT_COLUMNS ")" \
 	" SELECT " ID ", $2, $3, $9, " PAYLOAD ", $5, $6, 'pending', $7, now(), $8," \
-	"        coalesce($11, now()) + $8, $10, $11, $12, " SEQ ", $14" \
+	"        coalesce($11, now()) + $8, $10" V##_INSERT_VALUES(SEQ) \
 	FROM \
 	" ON CONFLICT DO NOTHING RETURNING deadline"
 
-#define INSERT_REQUESTS_0_2(ID, PAYLOAD, FROM) \
-	"INSERT INTO asyncrr.request" \
-	"       (correlation_id, queue_name, inbox_name, owner_role, payload, headers, priority," \
-	"        state, max_attempts, submitted_at, timeout, deadline, redriven_from)" \
-	" SELECT " ID ", $2, $3, $9, " PAYLOAD ", $5, $6, 'pending', $7, now(), $8, now() + $8, $10" \
-	FROM \
-	" ON CONFLICT DO NOTHING RETURNING deadline"
+/* the columns 0.3 added; before 0.3, $11 to $14 are always NULL */
+#define V0_3_INSERT_COLUMNS ", not_before, ordering_key, key_seq, gather"
+#define V0_3_INSERT_VALUES(SEQ) ", $11, $12, " SEQ ", $14"
+#define V0_2_INSERT_COLUMNS ""
+#define V0_2_INSERT_VALUES(SEQ) ""
 
-static AsyncrrPlan insert_plan_0_2 = {
-	INSERT_REQUESTS_0_2("i.id", "i.payload",
-						" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($4)) AS i(id, payload)"),
-	10, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, INT4OID, INTERVALOID,
-	NAMEOID, UUIDOID}
-};
+#define INSERT_ARGS 14, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, \
+	INT4OID, INTERVALOID, NAMEOID, UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8ARRAYOID, UUIDOID}
+#define INSERT_ONE_ARGS 14, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, \
+	INTERVALOID, NAMEOID, UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID, UUIDOID}
 
-static AsyncrrPlan insert_one_plan_0_2 = {
-	INSERT_REQUESTS_0_2("$1", "$4", ""),
-	10, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, INTERVALOID, NAMEOID,
-	UUIDOID}
-};
+/* Each insert plan, and its variant for a catalog before 0.3. */
+#define INSERT_PLAN(NAME, ARGS, ...) \
+	static AsyncrrPlan NAME##_0_2 = {INSERT_REQUESTS(V0_2, __VA_ARGS__), ARGS}; \
+	static AsyncrrPlan NAME = {INSERT_REQUESTS(V0_3, __VA_ARGS__), ARGS, .before_0_3 = &NAME##_0_2}
 
-static AsyncrrPlan insert_plan = {
-	INSERT_REQUESTS("i.id", "i.payload", "i.seq",
-					" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($4),"
-					"                 pg_catalog.unnest($13)) AS i(id, payload, seq)"),
-	14, {UUIDARRAYOID, TEXTOID, TEXTOID, JSONBARRAYOID, JSONBOID, INT4OID, INT4OID, INTERVALOID,
-	NAMEOID, UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8ARRAYOID, UUIDOID},
-	.before_0_3 = &insert_plan_0_2
-};
-
-static AsyncrrPlan insert_one_plan = {
-	INSERT_REQUESTS("$1", "$4", "$13", ""),
-	14, {UUIDOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, INT4OID, INTERVALOID, NAMEOID,
-	UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID, UUIDOID},
-	.before_0_3 = &insert_one_plan_0_2
-};
+INSERT_PLAN(insert_plan, INSERT_ARGS, "i.id", "i.payload", "i.seq",
+			" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($4),"
+			"                 pg_catalog.unnest($13)) AS i(id, payload, seq)");
+INSERT_PLAN(insert_one_plan, INSERT_ONE_ARGS, "$1", "$4", "$13", "");
 
 /* places in the order of an ordering key: $1 of them, increasing */
 static AsyncrrPlan key_places_plan = {
@@ -222,9 +206,10 @@ static AsyncrrPlan expired_plan = {
  * A pending request c is claimable when it is due (not_before NULL: the
  * worker clears it when its time comes) and no earlier request of its
  * ordering key in its queue is live.  A key is its role's: another role's
- * requests with the same key are of another key, and cannot hold it up.  Asked of each candidate as a claim
- * meets it, through request_key_idx: nothing is handed over when a request
- * ends, so nothing can be lost between the end of one and the next.
+ * requests with the same key are of another key, and cannot hold it up.
+ * Asked of each candidate as a claim meets it, through request_key_idx:
+ * nothing is handed over when a request ends, so nothing can be lost
+ * between the end of one and the next.
  */
 #define CLAIMABLE(C) \
 	" AND " C ".not_before IS NULL" \
@@ -794,7 +779,6 @@ static AsyncrrPlan remove_session_inboxes_plan = {
 static void end_with(AsyncrrPlan *plan, int n, pg_uuid_t *ids, const char *state,
 					 Datum *replies, bool *reply_nulls, text *error,
 					 text *dead_letter_reason);
-static int	id_cmp(const void *a, const void *b);
 
 static bool
 is_live(const char *state)
@@ -1389,8 +1373,7 @@ typedef struct NewRequest
 static int
 new_request_cmp(const void *a, const void *b)
 {
-	return memcmp(((const NewRequest *) a)->id.data, ((const NewRequest *) b)->id.data,
-				  UUID_LEN);
+	return id_cmp(&((const NewRequest *) a)->id, &((const NewRequest *) b)->id);
 }
 
 /* What new requests have besides their ids and payloads. */

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import threading
+import time
 
 import pytest
 
@@ -111,3 +112,13 @@ def start_worker(dsn):
 
 def echo(payload, headers):
     return {"echo": payload, "headers": headers}
+
+
+def wait_until(predicate, timeout=10, step=0.05):
+    """Polls predicate until it is true or timeout seconds pass; its last value."""
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

@@ -11,20 +11,11 @@ import psycopg
 import pytest
 
 import asyncrr
-from conftest import echo
+from conftest import echo, wait_until
 
 
 def utcnow():
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-def wait_until(predicate, timeout=10, step=0.05):
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 class CountingInbox(asyncrr.Inbox):

@@ -11,16 +11,7 @@ import psycopg
 import pytest
 
 import asyncrr
-from conftest import HERE, RunningWorker, echo
-
-
-def wait_until(predicate, timeout=10, step=0.05):
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+from conftest import HERE, RunningWorker, echo, wait_until
 
 
 def states(conn, ids):
